@@ -12,8 +12,10 @@
 #include "util/buf.h"
 
 typedef struct sl_json_limits {
-    size_t max_bytes; /* larger messages are rejected ("message of N bytes exceeds max_bytes M") */
-    int max_depth;    /* nesting deeper than this (objects/arrays in ignored fields) is rejected */
+    size_t max_bytes; /* larger messages are rejected ("message of N bytes exceeds max_bytes M");
+                         0: no limit */
+    int max_depth;    /* nesting deeper than this (objects/arrays in ignored fields) is rejected;
+                         the top-level object is depth 1, values < 1 count as 1 */
 } sl_json_limits_t;
 
 /* Decodes buf[0..len) into values[schema->n_fields]. Absent fields are left
@@ -24,8 +26,10 @@ typedef struct sl_json_limits {
  * field of the wrong type (e.g. "expected int32, got string"), an int out of
  * the type's range or with a fraction/exponent, an invalid date or timestamp,
  * duplicate known fields, unknown fields when schema->unknown == REJECT,
- * oversized messages and nesting deeper than limits->max_depth.
- * Returns 0, or -1 with *why set. Thread-safe (no shared state). */
+ * oversized messages and nesting deeper than limits->max_depth, and a
+ * leading byte order mark. buf need not be NUL-terminated and is never read
+ * past len. Returns 0, or -1 with *why set (values are then unspecified).
+ * Thread-safe (no shared state). */
 int sl_json_decode(const sl_schema_t *schema, const sl_json_limits_t *limits, const char *buf,
                    size_t len, sl_value_t *values, sl_arena_t *arena, sl_reason_t *why) SL_WUR;
 

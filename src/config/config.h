@@ -51,7 +51,8 @@ typedef struct sl_doc sl_doc_t; /* owns all nodes; opaque */
 /* Loads a YAML file. Each scalar gets ${VAR} and ${VAR:-default} replaced from
  * the environment ($$ is a literal $); an unset variable without default is an
  * error naming the variable and line. Duplicate map keys, anchors/aliases,
- * multiple documents and non-scalar keys are errors. Returns the document
+ * tags other than !!str, multiple documents, non-scalar keys and nesting
+ * deeper than 64 levels are errors. Returns the document
  * (gives ownership) or NULL with errors added; its root may be NULL for an
  * empty file. */
 sl_doc_t *sl_doc_load_file(const char *path, sl_errors_t *errs);
@@ -65,15 +66,22 @@ void sl_doc_free(sl_doc_t *doc);
 const sl_node_t *sl_node_get(const sl_node_t *map, const char *key);
 /* Returns a short name of the node's kind for messages: "a scalar", "a map"... */
 const char *sl_node_kind_name(const sl_node_t *node);
+/* Returns true if node is NULL or a YAML null: an unquoted scalar that is
+ * empty, "~" or "null" (`key:` with nothing after it). */
+bool sl_node_is_null(const sl_node_t *node);
 
 /* ---- scalar parsing (shared by option tables and schema) ------------------ */
 
 /* Each returns 0 and stores the value, or -1 (the caller reports the error). */
-int sl_parse_bool(const char *s, bool *out) SL_WUR;                 /* true/false/yes/no/on/off */
-int sl_parse_int(const char *s, int64_t *out) SL_WUR;               /* decimal, optional sign */
-int sl_parse_double(const char *s, double *out) SL_WUR;             /* finite only */
-int sl_parse_duration_ms(const char *s, int64_t *out) SL_WUR;       /* 250ms, 30s, 5m, 1h, 1d; bare int = ms */
-int sl_parse_size(const char *s, int64_t *out) SL_WUR;              /* 512, 64KiB, 1MiB, 2GiB, kB/MB/GB (1000s) */
+int sl_parse_bool(const char *s, bool *out) SL_WUR;     /* true/false/yes/no/on/off */
+int sl_parse_int(const char *s, int64_t *out) SL_WUR;   /* decimal, optional sign */
+int sl_parse_double(const char *s, double *out) SL_WUR; /* finite only */
+/* Durations: 250ms, 30s, 5m, 1h, 1d, a bare integer is ms; a fraction is fine
+ * if the result is whole milliseconds ("1.5s", not "1.5ms"). Not negative. */
+int sl_parse_duration_ms(const char *s, int64_t *out) SL_WUR;
+/* Sizes in bytes: 512, 512B, 64KiB, 1MiB, 2GiB, 1TiB; kB/KB, MB, GB, TB are
+ * powers of 1000. A fraction is fine if the result is whole bytes. */
+int sl_parse_size(const char *s, int64_t *out) SL_WUR;
 
 /* ---- option tables -------------------------------------------------------- */
 
@@ -105,12 +113,12 @@ typedef struct sl_strmap {
 typedef struct sl_option {
     const char *name;
     sl_opt_type_t type;
-    size_t offset;     /* offsetof the field in the target struct */
-    const char *def;   /* default as text (parsed like YAML input), NULL: none */
-    bool required;     /* must be present (then def is NULL) */
-    int64_t min, max;  /* bounds for INT/DURATION/SIZE when min < max */
+    size_t offset;                  /* offsetof the field in the target struct */
+    const char *def;                /* default as text (parsed like YAML input), NULL: none */
+    bool required;                  /* must be present (then def is NULL) */
+    int64_t min, max;               /* bounds for INT/DURATION/SIZE when min < max */
     const char *const *enum_values; /* NULL-terminated, for ENUM */
-    const char *doc;   /* one sentence for docs/CONFIG.md */
+    const char *doc;                /* one sentence for docs/CONFIG.md */
 } sl_option_t;
 
 /* A named table, for docs and for errors: section is the YAML path,
@@ -125,7 +133,12 @@ typedef struct sl_option_table {
 /* Sets every option's default into target, then applies the entries of map
  * (which may be NULL: defaults only). Unknown keys, wrong node kinds, bad
  * values, out-of-range numbers and missing required options are added to errs
- * with the node's file:line. Returns 0 if no error was added. */
+ * with the node's file:line. Returns 0 if no error was added.
+ * The option fields of target are overwritten without being read (it may be
+ * uninitialised; sl_options_free() it before applying again); on error they
+ * still hold what was set and must be freed with sl_options_free(). A YAML
+ * null (`key:` with nothing, `~`) counts as absent, for map and values alike;
+ * an ENUM without default that stays absent is -1. */
 int sl_options_apply(const sl_option_table_t *table, void *target, const sl_node_t *map,
                      const char *file, sl_errors_t *errs) SL_WUR;
 /* Frees what apply allocated inside target (strings, lists, maps). */

@@ -59,7 +59,6 @@ void sl_schema_free(sl_schema_t *schema);
  * else -1 with *why set ("field 'views': -1 is below min 0"). Thread-safe. */
 int sl_schema_validate(const sl_schema_t *schema, sl_value_t *values, sl_reason_t *why) SL_WUR;
 
-
 /* Parses the `schema:` map of a config (field name -> {type, required, default,
  * min, max, max_length, regex, enum}) into out; unknown_policy is set by the
  * caller. Errors (unknown type, bad bound, default not matching the type,

@@ -1,0 +1,69 @@
+/* A batch: the messages one lane consumed in one go, their decoded records,
+ * and the arena holding unescaped strings. A batch lives until every record
+ * in it is done (acknowledged by the sink or the dead-letter path); records'
+ * string values point into its messages and arena until then. */
+#ifndef SL_CORE_BATCH_H
+#define SL_CORE_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/schema.h"
+#include "core/value.h"
+#include "util/arena.h"
+
+typedef enum { SL_STATUS_OK = 0, SL_STATUS_RETRY, SL_STATUS_REJECT } sl_status_t;
+
+/* Where a record came from: enough for a dead-letter entry. Views are
+ * borrowed from the batch. */
+typedef struct sl_origin {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms; /* -1 if unknown */
+    const void *key;
+    size_t key_len;
+    const void *payload;
+    size_t payload_len;
+} sl_origin_t;
+
+struct sl_part;
+typedef struct sl_pos {
+    struct sl_part *part; /* partition tracker of the owning lane */
+    uint32_t gen;         /* the part's generation when consumed */
+    uint64_t seq;         /* watermark sequence number */
+} sl_pos_t;
+
+typedef struct sl_batch {
+    struct sl_lane *lane;
+    const sl_schema_t *schema;
+    void **msgs;        /* rd_kafka_message_t *, destroyed with the batch */
+    size_t n;           /* records (one per message) */
+    size_t cap;         /* allocated records */
+    sl_value_t *values; /* n * schema->n_fields */
+    sl_pos_t *pos;      /* n */
+    uint8_t *state;     /* n: see batch.c */
+    uint8_t *attempts;  /* n: retries so far */
+    char **reasons;     /* n, lazily: dead-letter reasons (in arena) */
+    size_t pending;     /* records not done yet */
+    int64_t created_us; /* for the batch latency histogram */
+    sl_arena_t arena;
+} sl_batch_t;
+
+/* Returns the values of record idx (schema->n_fields of them). */
+static inline sl_value_t *sl_batch_values(sl_batch_t *b, uint32_t idx)
+{
+    return b->values + (size_t)idx * b->schema->n_fields;
+}
+/* Fills *o with where record idx came from. */
+void sl_batch_origin(const sl_batch_t *b, uint32_t idx, sl_origin_t *o);
+
+/* Reports the sink's result for record idx. OK: done. RETRY: offered to the
+ * sink again after a backoff (source paused meanwhile). REJECT: sent to the
+ * dead-letter path with reason. Lane thread only. */
+void sl_batch_result(sl_batch_t *b, uint32_t idx, sl_status_t status, const char *reason);
+/* Reports the dead-letter path's result for record idx (OK or RETRY). */
+void sl_batch_dlq_result(sl_batch_t *b, uint32_t idx, sl_status_t status);
+
+#endif

@@ -1,0 +1,990 @@
+#include "core/lane.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codecs/json.h"
+#include "core/pipeline.h"
+#include "util/log.h"
+
+/* record states in sl_batch_t.state */
+enum { REC_PENDING = 0, REC_DONE = 1 };
+
+typedef struct lane_post {
+    void (*fn)(sl_lane_t *lane, void *arg);
+    void *arg;
+} lane_post_t;
+
+/* A record waiting to be offered again (to the sink or the dead-letter path). */
+typedef struct lane_retry {
+    sl_batch_t *batch;
+    uint32_t idx;
+    bool dlq;
+    int64_t due_ms;
+} lane_retry_t;
+
+struct sl_lane {
+    sl_pipeline_t *pl;
+    const sl_config_t *cfg;
+    int id;
+    pthread_t thr;
+    bool started;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    int wake[2];
+    char name[32];
+
+    pthread_mutex_t mu; /* guards posts */
+    lane_post_t *posts;
+    size_t n_posts, cap_posts;
+    lane_post_t *running; /* posts being run (swapped out under mu) */
+    size_t cap_running;
+
+    sl_part_t **parts;
+    size_t n_parts, cap_parts;
+    sl_part_t *last_part;
+    atomic_int active_parts;
+    atomic_bool at_end;
+
+    const sl_sink_plugin_t *sink;
+    void *sink_ctx;
+    const sl_dlq_plugin_t *dlq;
+    void *dlq_ctx;
+    sl_plugin_env_t sink_env, dlq_env;
+
+    rd_kafka_message_t **msgbuf; /* batch_size */
+    sl_batch_t *cur;             /* batch whose valid records are being offered */
+    uint32_t *cur_idx;
+    size_t cur_n, cur_off;
+
+    lane_retry_t *retries; /* offered again at due_ms */
+    size_t n_retries, cap_retries;
+    lane_retry_t *dlq_wait; /* dead-letter path was full: offer again soon */
+    size_t n_dlq_wait, cap_dlq_wait;
+
+    int64_t in_flight;
+    bool store_dirty;
+    int64_t last_store_ms;
+    int64_t last_err_log_ms;
+
+    sl_lane_req_t *revoke_req;
+    sl_lane_req_t *stop_req;
+    bool stopping;
+    bool quit;
+    int64_t stop_deadline_ms;
+
+    sl_json_limits_t limits;
+    sl_lane_metrics_t m;
+};
+
+/* ---- requests ------------------------------------------------------------ */
+
+void sl_lane_req_init(sl_lane_req_t *req, int lanes, sl_part_req_t *parts, size_t n)
+{
+    pthread_mutex_init(&req->mu, NULL);
+    pthread_cond_init(&req->cv, NULL);
+    req->remaining = lanes;
+    req->parts = parts;
+    req->n = n;
+    req->lost = false;
+    req->deadline_ms = 0;
+}
+
+void sl_lane_req_destroy(sl_lane_req_t *req)
+{
+    pthread_mutex_destroy(&req->mu);
+    pthread_cond_destroy(&req->cv);
+}
+
+void sl_lane_req_wait(sl_lane_req_t *req)
+{
+    pthread_mutex_lock(&req->mu);
+    while (req->remaining > 0) {
+        pthread_cond_wait(&req->cv, &req->mu);
+    }
+    pthread_mutex_unlock(&req->mu);
+}
+
+static void req_finish(sl_lane_req_t *req)
+{
+    pthread_mutex_lock(&req->mu);
+    req->remaining--;
+    pthread_cond_broadcast(&req->cv);
+    pthread_mutex_unlock(&req->mu);
+}
+
+/* ---- posting and waking ---------------------------------------------------- */
+
+void sl_lane_wake(sl_lane_t *lane)
+{
+    char c = 1;
+    ssize_t w = write(lane->wake[1], &c, 1);
+    (void)w; /* EAGAIN: a wake-up is pending already */
+}
+
+void sl_lane_post(sl_lane_t *lane, void (*fn)(sl_lane_t *lane, void *arg), void *arg)
+{
+    pthread_mutex_lock(&lane->mu);
+    if (lane->n_posts == lane->cap_posts) {
+        lane->cap_posts = lane->cap_posts ? lane->cap_posts * 2 : 64;
+        lane->posts = sl_xrealloc(lane->posts, lane->cap_posts * sizeof(*lane->posts));
+    }
+    lane->posts[lane->n_posts++] = (lane_post_t){fn, arg};
+    pthread_mutex_unlock(&lane->mu);
+    sl_lane_wake(lane);
+}
+
+static void lane_run_posts(sl_lane_t *lane)
+{
+    pthread_mutex_lock(&lane->mu);
+    lane_post_t *todo = lane->posts;
+    size_t n = lane->n_posts;
+    size_t cap = lane->cap_posts;
+    lane->posts = lane->running;
+    lane->cap_posts = lane->cap_running;
+    lane->n_posts = 0;
+    lane->running = todo;
+    lane->cap_running = cap;
+    pthread_mutex_unlock(&lane->mu);
+    for (size_t i = 0; i < n; i++) {
+        todo[i].fn(lane, todo[i].arg);
+    }
+}
+
+static void lane_drain_wake(sl_lane_t *lane)
+{
+    char buf[256];
+    while (read(lane->wake[0], buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* ---- partitions ----------------------------------------------------------- */
+
+static sl_part_t *lane_part_find(sl_lane_t *lane, const char *topic, int32_t partition)
+{
+    sl_part_t *p = lane->last_part;
+    if (p && p->partition == partition && strcmp(p->topic, topic) == 0) {
+        return p;
+    }
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        p = lane->parts[i];
+        if (p->partition == partition && strcmp(p->topic, topic) == 0) {
+            lane->last_part = p;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static sl_part_t *lane_part_get(sl_lane_t *lane, const char *topic, int32_t partition)
+{
+    sl_part_t *p = lane_part_find(lane, topic, partition);
+    if (p) {
+        return p;
+    }
+    p = sl_xcalloc(1, sizeof(*p));
+    p->topic = sl_xstrdup(topic);
+    p->partition = partition;
+    p->stored = -1;
+    p->end = -1;
+    sl_wm_init(&p->wm);
+    if (lane->n_parts == lane->cap_parts) {
+        lane->cap_parts = lane->cap_parts ? lane->cap_parts * 2 : 16;
+        lane->parts = sl_xrealloc(lane->parts, lane->cap_parts * sizeof(*lane->parts));
+    }
+    lane->parts[lane->n_parts++] = p;
+    return p;
+}
+
+/* Pauses (or resumes) the given active partitions through librdkafka. */
+static void lane_set_paused(sl_lane_t *lane, bool pause)
+{
+    size_t todo = 0;
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        todo += lane->parts[i]->state != SL_PART_IDLE && lane->parts[i]->paused != pause;
+    }
+    if (todo == 0) {
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)lane->n_parts);
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        sl_part_t *p = lane->parts[i];
+        if (p->state != SL_PART_IDLE && p->paused != pause) {
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+            p->paused = pause;
+            SL_M_ADD(&lane->m, paused_parts, pause ? 1 : -1);
+        }
+    }
+    if (l->cnt > 0) {
+        if (pause) {
+            rd_kafka_pause_partitions(lane->rk, l);
+            SL_M_ADD(&lane->m, pauses, 1);
+        } else {
+            rd_kafka_resume_partitions(lane->rk, l);
+        }
+        sl_log_debug(lane->name, pause ? "partitions paused" : "partitions resumed", "count=%d",
+                     l->cnt);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Hands each partition's committable watermark to librdkafka's offset store;
+ * the auto-commit then commits only offsets below everything not yet done. */
+static void lane_store_offsets(sl_lane_t *lane)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        sl_part_t *p = lane->parts[i];
+        if (p->state == SL_PART_IDLE) {
+            continue;
+        }
+        int64_t c = sl_wm_committable(&p->wm);
+        if (c >= 0 && c > p->stored) {
+            if (l == NULL) {
+                l = rd_kafka_topic_partition_list_new(8);
+            }
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = c;
+            p->stored = c;
+        }
+    }
+    if (l != NULL) {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(lane->rk, l);
+        if (err && err != RD_KAFKA_RESP_ERR__STATE && err != RD_KAFKA_RESP_ERR__INVALID_ARG) {
+            sl_log_warn(lane->name, "storing offsets failed", "error=\"%s\"",
+                        rd_kafka_err2str(err));
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    lane->store_dirty = false;
+    lane->last_store_ms = sl_now_ms();
+}
+
+static void lane_update_at_end(sl_lane_t *lane)
+{
+    bool all = true;
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        sl_part_t *p = lane->parts[i];
+        if (p->state != SL_PART_ACTIVE) {
+            continue;
+        }
+        if (p->end < 0 || sl_wm_committable(&p->wm) < p->end || sl_wm_in_flight(&p->wm) > 0) {
+            all = false;
+            break;
+        }
+    }
+    atomic_store(&lane->at_end, all);
+}
+
+/* ---- batches and records ---------------------------------------------------- */
+
+static sl_batch_t *batch_new(sl_lane_t *lane, size_t cap)
+{
+    const sl_schema_t *schema = &lane->cfg->schema;
+    sl_batch_t *b = sl_xcalloc(1, sizeof(*b));
+    b->cap = cap;
+    b->lane = lane;
+    b->schema = schema;
+    b->msgs = sl_xmalloc(cap * sizeof(*b->msgs));
+    b->values = sl_xmalloc(cap * schema->n_fields * sizeof(sl_value_t));
+    b->pos = sl_xmalloc(cap * sizeof(*b->pos));
+    b->state = sl_xcalloc(cap, 1);
+    b->attempts = sl_xcalloc(cap, 1);
+    b->pending = 1; /* the lane's own hold while it works on the batch */
+    b->created_us = sl_now_us();
+    sl_arena_init(&b->arena, 4096);
+    return b;
+}
+
+static void batch_free(sl_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        rd_kafka_message_destroy(b->msgs[i]);
+    }
+    free(b->msgs);
+    free(b->values);
+    free(b->pos);
+    free(b->state);
+    free(b->attempts);
+    sl_arena_free(&b->arena);
+    free(b);
+}
+
+static void batch_release(sl_batch_t *b)
+{
+    if (--b->pending == 0) {
+        sl_lane_t *lane = b->lane;
+        sl_metrics_observe_latency(&lane->m, sl_now_us() - b->created_us);
+        batch_free(b);
+    }
+}
+
+static bool rec_stale(const sl_batch_t *b, uint32_t idx)
+{
+    const sl_pos_t *p = &b->pos[idx];
+    return p->part->gen != p->gen;
+}
+
+/* Marks record idx done: advances its partition's watermark (unless the
+ * partition was revoked meanwhile) and releases the batch when it was last. */
+static void rec_done(sl_batch_t *b, uint32_t idx)
+{
+    if (b->state[idx] == REC_DONE) {
+        return;
+    }
+    sl_lane_t *lane = b->lane;
+    b->state[idx] = REC_DONE;
+    if (!rec_stale(b, idx)) {
+        sl_wm_done(&b->pos[idx].part->wm, b->pos[idx].seq);
+        lane->store_dirty = true;
+    }
+    lane->in_flight--;
+    SL_M_ADD(&lane->m, in_flight, -1);
+    batch_release(b);
+}
+
+void sl_batch_origin(const sl_batch_t *b, uint32_t idx, sl_origin_t *o)
+{
+    const rd_kafka_message_t *msg = b->msgs[idx];
+    o->topic = rd_kafka_topic_name(msg->rkt);
+    o->partition = msg->partition;
+    o->offset = msg->offset;
+    o->timestamp_ms = rd_kafka_message_timestamp(msg, NULL);
+    o->key = msg->key;
+    o->key_len = msg->key_len;
+    o->payload = msg->payload;
+    o->payload_len = msg->len;
+}
+
+static int64_t lane_backoff_ms(const sl_lane_t *lane, int attempt)
+{
+    int64_t base = lane->cfg->runtime.retry_backoff_ms;
+    int64_t max = lane->cfg->runtime.retry_backoff_max_ms;
+    int64_t d = base;
+    for (int i = 1; i < attempt && d < max; i++) {
+        d *= 2;
+    }
+    d = SL_MIN(d, max);
+    /* +-20% jitter so lanes and instances do not retry in lockstep */
+    int64_t j = d / 5;
+    if (j > 0) {
+        d += (rand() % (2 * j + 1)) - j;
+    }
+    return d;
+}
+
+static void lane_add_retry(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, bool dlq)
+{
+    if (b->attempts[idx] < 255) {
+        b->attempts[idx]++;
+    }
+    if (lane->n_retries == lane->cap_retries) {
+        lane->cap_retries = lane->cap_retries ? lane->cap_retries * 2 : 64;
+        lane->retries = sl_xrealloc(lane->retries, lane->cap_retries * sizeof(*lane->retries));
+    }
+    lane->retries[lane->n_retries++] =
+        (lane_retry_t){b, idx, dlq, sl_now_ms() + lane_backoff_ms(lane, b->attempts[idx])};
+}
+
+/* The reason of a dead-lettered record lives in the batch arena until the
+ * record is done (retries of the dead-letter send reuse it). */
+static void batch_reason_set(sl_batch_t *b, uint32_t idx, const char *reason)
+{
+    if (b->reasons == NULL) {
+        b->reasons = sl_arena_alloc(&b->arena, b->cap * sizeof(char *));
+        memset(b->reasons, 0, b->cap * sizeof(char *));
+    }
+    b->reasons[idx] = sl_arena_strndup(&b->arena, reason, strlen(reason));
+}
+
+static const char *batch_reason_get(const sl_batch_t *b, uint32_t idx)
+{
+    return b->reasons && b->reasons[idx] ? b->reasons[idx] : "unknown";
+}
+
+static void lane_dead_letter(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const char *reason);
+
+static bool lane_dlq_offer(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const char *reason)
+{
+    if (rec_stale(b, idx)) {
+        rec_done(b, idx); /* partition revoked: its new owner redelivers it */
+        return true;
+    }
+    return lane->dlq->submit(lane->dlq_ctx, b, idx, reason) == 0;
+}
+
+static void lane_dead_letter(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const char *reason)
+{
+    batch_reason_set(b, idx, reason);
+    if (lane->n_dlq_wait > 0 || !lane_dlq_offer(lane, b, idx, batch_reason_get(b, idx))) {
+        if (lane->n_dlq_wait == lane->cap_dlq_wait) {
+            lane->cap_dlq_wait = lane->cap_dlq_wait ? lane->cap_dlq_wait * 2 : 64;
+            lane->dlq_wait =
+                sl_xrealloc(lane->dlq_wait, lane->cap_dlq_wait * sizeof(*lane->dlq_wait));
+        }
+        lane->dlq_wait[lane->n_dlq_wait++] = (lane_retry_t){b, idx, true, 0};
+    }
+}
+
+void sl_batch_result(sl_batch_t *b, uint32_t idx, sl_status_t status, const char *reason)
+{
+    sl_lane_t *lane = b->lane;
+    SL_M_ADD(&lane->m, sink_in_flight, -1);
+    switch (status) {
+    case SL_STATUS_OK:
+        SL_M_ADD(&lane->m, out, 1);
+        rec_done(b, idx);
+        break;
+    case SL_STATUS_RETRY:
+        SL_M_ADD(&lane->m, sink_retries, 1);
+        lane_add_retry(lane, b, idx, false);
+        break;
+    case SL_STATUS_REJECT:
+        SL_M_ADD(&lane->m, sink_rejected, 1);
+        lane_dead_letter(lane, b, idx, reason ? reason : "rejected by the sink");
+        break;
+    }
+}
+
+void sl_batch_dlq_result(sl_batch_t *b, uint32_t idx, sl_status_t status)
+{
+    sl_lane_t *lane = b->lane;
+    if (status == SL_STATUS_OK) {
+        SL_M_ADD(&lane->m, dead_lettered, 1);
+        rec_done(b, idx);
+    } else {
+        /* the dead-letter path is the last resort: never drop, retry */
+        SL_M_ADD(&lane->m, dlq_retries, 1);
+        lane_add_retry(lane, b, idx, true);
+    }
+}
+
+/* ---- offering records to the sink ---------------------------------------- */
+
+/* Offers the current batch's remaining valid records; records of partitions
+ * revoked meanwhile are dropped (the new owner gets them again). */
+static void lane_submit_current(sl_lane_t *lane)
+{
+    sl_batch_t *b = lane->cur;
+    if (b == NULL) {
+        return;
+    }
+    size_t w = lane->cur_off;
+    for (size_t r = lane->cur_off; r < lane->cur_n; r++) {
+        uint32_t idx = lane->cur_idx[r];
+        if (rec_stale(b, idx)) {
+            rec_done(b, idx);
+        } else {
+            lane->cur_idx[w++] = idx;
+        }
+    }
+    lane->cur_n = w;
+    while (lane->cur_off < lane->cur_n) {
+        size_t want = lane->cur_n - lane->cur_off;
+        size_t took = lane->sink->submit(lane->sink_ctx, b, lane->cur_idx + lane->cur_off, want);
+        /* took records now belong to the sink; results may already have come
+         * back, but the lane's hold keeps b alive */
+        SL_M_ADD(&lane->m, sink_in_flight, (int64_t)took);
+        lane->cur_off += took;
+        if (took == 0) {
+            return; /* full: offered again after a wake-up */
+        }
+    }
+    lane->cur = NULL;
+    batch_release(b);
+}
+
+static void lane_run_retries(sl_lane_t *lane, int64_t now)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < lane->n_retries; i++) {
+        lane_retry_t *r = &lane->retries[i];
+        bool keep = true;
+        if (rec_stale(r->batch, r->idx)) {
+            rec_done(r->batch, r->idx);
+            keep = false;
+        } else if (r->due_ms <= now) {
+            if (r->dlq) {
+                keep = !lane_dlq_offer(lane, r->batch, r->idx, batch_reason_get(r->batch, r->idx));
+            } else if (lane->sink->submit(lane->sink_ctx, r->batch, &r->idx, 1) == 1) {
+                SL_M_ADD(&lane->m, sink_in_flight, 1);
+                keep = false;
+            }
+            if (keep) {
+                r->due_ms = now + 10; /* full: try again shortly */
+            }
+        }
+        if (keep) {
+            lane->retries[w++] = *r;
+        }
+    }
+    lane->n_retries = w;
+}
+
+static void lane_run_dlq_wait(sl_lane_t *lane)
+{
+    size_t i = 0;
+    for (; i < lane->n_dlq_wait; i++) {
+        lane_retry_t *r = &lane->dlq_wait[i];
+        if (!lane_dlq_offer(lane, r->batch, r->idx, batch_reason_get(r->batch, r->idx))) {
+            break;
+        }
+    }
+    memmove(lane->dlq_wait, lane->dlq_wait + i, (lane->n_dlq_wait - i) * sizeof(*lane->dlq_wait));
+    lane->n_dlq_wait -= i;
+}
+
+static int64_t lane_next_retry_ms(const sl_lane_t *lane)
+{
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; i < lane->n_retries; i++) {
+        next = SL_MIN(next, lane->retries[i].due_ms);
+    }
+    return next;
+}
+
+/* ---- consuming ------------------------------------------------------------ */
+
+static void lane_on_kafka_error(sl_lane_t *lane, rd_kafka_message_t *msg)
+{
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        sl_part_t *p = lane_part_find(lane, rd_kafka_topic_name(msg->rkt), msg->partition);
+        if (p && p->state == SL_PART_ACTIVE) {
+            sl_wm_skip_to(&p->wm, msg->offset);
+            lane->store_dirty = true;
+        }
+        return;
+    }
+    SL_M_ADD(&lane->m, kafka_errors, 1);
+    int64_t now = sl_now_ms();
+    if (now - lane->last_err_log_ms >= 1000) {
+        lane->last_err_log_ms = now;
+        sl_log_warn(lane->name, "consumer error", "topic=%s partition=%d error=\"%s\"",
+                    msg->rkt ? rd_kafka_topic_name(msg->rkt) : "-", (int)msg->partition,
+                    rd_kafka_message_errstr(msg));
+    }
+}
+
+/* Decodes and validates one record; returns 0 or -1 with why set. */
+static int lane_decode(sl_lane_t *lane, sl_batch_t *b, uint32_t k, const rd_kafka_message_t *msg,
+                       sl_reason_t *why)
+{
+    const sl_schema_t *schema = b->schema;
+    sl_value_t *v = sl_batch_values(b, k);
+    for (size_t f = 0; f < schema->n_fields; f++) {
+        v[f].is_null = true;
+    }
+    if (msg->payload == NULL) {
+        snprintf(why->text, sizeof(why->text), "empty message (null payload)");
+        return -1;
+    }
+    if (sl_json_decode(schema, &lane->limits, msg->payload, msg->len, v, &b->arena, why) != 0) {
+        return -1;
+    }
+    return sl_schema_validate(schema, v, why);
+}
+
+/* Takes up to batch_size messages from the lane queue and runs them through
+ * decode and validate; valid records become the current submission and
+ * invalid ones go to the dead-letter path. Returns the messages taken. */
+static size_t lane_consume(sl_lane_t *lane)
+{
+    size_t want = (size_t)lane->cfg->runtime.batch_size;
+    ssize_t got = rd_kafka_consume_batch_queue(lane->q, 0, lane->msgbuf, want);
+    if (got <= 0) {
+        return 0;
+    }
+    sl_batch_t *b = batch_new(lane, (size_t)got);
+    size_t n_valid = 0;
+    sl_reason_t why;
+    for (ssize_t i = 0; i < got; i++) {
+        rd_kafka_message_t *msg = lane->msgbuf[i];
+        if (msg->err) {
+            lane_on_kafka_error(lane, msg);
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+        sl_part_t *p = lane_part_find(lane, rd_kafka_topic_name(msg->rkt), msg->partition);
+        if (p == NULL || p->state != SL_PART_ACTIVE || msg->offset < sl_wm_next(&p->wm)) {
+            /* revoked or draining (its next owner consumes it), or fetched
+             * again after a pause/resume */
+            SL_M_ADD(&lane->m, stale_dropped, 1);
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+        uint32_t k = (uint32_t)b->n++;
+        b->msgs[k] = msg;
+        b->pos[k] = (sl_pos_t){p, p->gen, sl_wm_add(&p->wm, msg->offset)};
+        b->pending++;
+        lane->in_flight++;
+        if (lane_decode(lane, b, k, msg, &why) == 0) {
+            lane->cur_idx[n_valid++] = k;
+        } else {
+            SL_M_ADD(&lane->m, invalid, 1);
+            lane_dead_letter(lane, b, k, why.text);
+        }
+    }
+    SL_M_ADD(&lane->m, records_in, b->n);
+    SL_M_ADD(&lane->m, valid, n_valid);
+    SL_M_ADD(&lane->m, in_flight, (int64_t)b->n);
+    lane->cur = b;
+    lane->cur_n = n_valid;
+    lane->cur_off = 0;
+    lane_submit_current(lane);
+    return (size_t)got;
+}
+
+/* ---- requests from the main thread ------------------------------------------ */
+
+static void lane_do_assign(sl_lane_t *lane, void *arg)
+{
+    sl_lane_req_t *req = arg;
+    for (size_t i = 0; i < req->n; i++) {
+        sl_part_req_t *r = &req->parts[i];
+        if (sl_pipeline_lane_of(lane->pl, r->topic, r->partition) != lane->id) {
+            continue;
+        }
+        sl_part_t *p = lane_part_get(lane, r->topic, r->partition);
+        if (p->state == SL_PART_IDLE) {
+            atomic_fetch_add(&lane->active_parts, 1);
+        }
+        p->gen++;
+        sl_wm_reset(&p->wm);
+        p->state = SL_PART_ACTIVE;
+        p->stored = -1;
+        p->end = r->end;
+        p->paused = false;
+    }
+    lane_update_at_end(lane);
+    req_finish(req);
+}
+
+void sl_lane_assign(sl_lane_t *lane, sl_lane_req_t *req)
+{
+    sl_lane_post(lane, lane_do_assign, req);
+}
+
+static void lane_do_revoke(sl_lane_t *lane, void *arg)
+{
+    sl_lane_req_t *req = arg;
+    for (size_t i = 0; i < req->n; i++) {
+        sl_part_t *p = lane_part_find(lane, req->parts[i].topic, req->parts[i].partition);
+        if (p && p->state == SL_PART_ACTIVE) {
+            p->state = SL_PART_DRAINING;
+        }
+    }
+    if (lane->sink->flush) {
+        lane->sink->flush(lane->sink_ctx);
+    }
+    lane->revoke_req = req;
+}
+
+void sl_lane_revoke(sl_lane_t *lane, sl_lane_req_t *req)
+{
+    sl_lane_post(lane, lane_do_revoke, req);
+}
+
+/* Completes a pending revoke once its partitions have nothing in flight, or
+ * at its deadline (records still in flight are abandoned: their new owner
+ * consumes them again from the committed watermark). */
+static void lane_check_revoke(sl_lane_t *lane)
+{
+    sl_lane_req_t *req = lane->revoke_req;
+    if (req == NULL) {
+        return;
+    }
+    bool drained = true;
+    for (size_t i = 0; i < lane->n_parts && !req->lost; i++) {
+        sl_part_t *p = lane->parts[i];
+        if (p->state == SL_PART_DRAINING && sl_wm_in_flight(&p->wm) > 0) {
+            drained = false;
+        }
+    }
+    if (!drained && sl_now_ms() < req->deadline_ms) {
+        return;
+    }
+    for (size_t i = 0; i < req->n; i++) {
+        sl_part_req_t *r = &req->parts[i];
+        sl_part_t *p = lane_part_find(lane, r->topic, r->partition);
+        if (p == NULL || p->state != SL_PART_DRAINING) {
+            continue;
+        }
+        if (sl_wm_in_flight(&p->wm) > 0) {
+            sl_log_warn(lane->name,
+                        "revoke deadline passed with records in flight: they will be "
+                        "consumed again by the partition's next owner",
+                        "topic=%s partition=%d in_flight=%llu", p->topic, (int)p->partition,
+                        (unsigned long long)sl_wm_in_flight(&p->wm));
+        }
+        r->offset = req->lost ? -1 : sl_wm_committable(&p->wm);
+        if (p->paused) {
+            SL_M_ADD(&lane->m, paused_parts, -1);
+        }
+        p->state = SL_PART_IDLE;
+        p->paused = false;
+        p->gen++;
+        sl_wm_reset(&p->wm);
+        p->stored = -1;
+        atomic_fetch_sub(&lane->active_parts, 1);
+    }
+    lane->revoke_req = NULL;
+    lane_update_at_end(lane);
+    req_finish(req);
+}
+
+static void lane_do_stop(sl_lane_t *lane, void *arg)
+{
+    lane->stop_req = arg;
+    lane->stopping = true;
+    if (lane->sink->flush) {
+        lane->sink->flush(lane->sink_ctx);
+    }
+    if (lane->dlq->flush) {
+        lane->dlq->flush(lane->dlq_ctx);
+    }
+}
+
+void sl_lane_stop(sl_lane_t *lane, sl_lane_req_t *req)
+{
+    sl_lane_post(lane, lane_do_stop, req);
+}
+
+static void lane_check_stop(sl_lane_t *lane)
+{
+    sl_lane_req_t *req = lane->stop_req;
+    if (req == NULL) {
+        return;
+    }
+    if (lane->in_flight > 0 && sl_now_ms() < req->deadline_ms) {
+        return;
+    }
+    if (lane->in_flight > 0) {
+        sl_log_warn(lane->name,
+                    "shutdown_timeout passed with records in flight: they will be "
+                    "consumed again after restart",
+                    "in_flight=%lld", (long long)lane->in_flight);
+    }
+    lane_store_offsets(lane);
+    lane->stop_req = NULL;
+    req_finish(req);
+}
+
+static void lane_do_quit(sl_lane_t *lane, void *arg)
+{
+    (void)arg;
+    lane->quit = true;
+}
+
+void sl_lane_join(sl_lane_t *lane)
+{
+    if (!lane->started) {
+        return;
+    }
+    sl_lane_post(lane, lane_do_quit, NULL);
+    pthread_join(lane->thr, NULL);
+    lane->started = false;
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+static bool lane_blocked(const sl_lane_t *lane)
+{
+    return lane->cur != NULL || lane->n_dlq_wait > 0 || lane->n_retries > 0 ||
+           lane->in_flight >= lane->cfg->runtime.max_in_flight;
+}
+
+static void *lane_main(void *arg)
+{
+    sl_lane_t *lane = arg;
+    bool paused = false;
+    while (!lane->quit) {
+        lane_drain_wake(lane);
+        lane_run_posts(lane);
+        int64_t now = sl_now_ms();
+        if (lane->n_retries > 0) {
+            lane_run_retries(lane, now);
+        }
+        if (lane->n_dlq_wait > 0) {
+            lane_run_dlq_wait(lane);
+        }
+        lane_submit_current(lane);
+        if (lane->sink->poll) {
+            lane->sink->poll(lane->sink_ctx);
+        }
+        if (lane->dlq->poll) {
+            lane->dlq->poll(lane->dlq_ctx);
+        }
+
+        /* back-pressure: pause this lane's partitions while the sink or the
+         * dead-letter path cannot keep up; resume with hysteresis */
+        bool blocked = lane_blocked(lane) || lane->stopping;
+        if (blocked && !paused) {
+            lane_set_paused(lane, true);
+            paused = true;
+        } else if (!blocked && paused && lane->in_flight <= lane->cfg->runtime.max_in_flight / 2) {
+            lane_set_paused(lane, false);
+            paused = false;
+        } else if (paused) {
+            lane_set_paused(lane, true); /* newly assigned partitions */
+        }
+
+        size_t got = 0;
+        if (!blocked) {
+            got = lane_consume(lane);
+        }
+        if (lane->store_dirty && (sl_now_ms() - lane->last_store_ms >= 20 || lane->stopping)) {
+            lane_store_offsets(lane);
+        }
+        lane_update_at_end(lane);
+        lane_check_revoke(lane);
+        lane_check_stop(lane);
+
+        if (got == (size_t)lane->cfg->runtime.batch_size) {
+            continue; /* more is probably queued */
+        }
+        int timeout = 100;
+        if (lane->n_retries > 0) {
+            int64_t d = lane_next_retry_ms(lane) - sl_now_ms();
+            timeout = (int)SL_MAX(0, SL_MIN(d, 100));
+        }
+        if (lane->n_dlq_wait > 0 || lane->revoke_req || lane->stop_req || lane->store_dirty) {
+            timeout = SL_MIN(timeout, 10);
+        }
+        struct pollfd pfd = {.fd = lane->wake[0], .events = POLLIN};
+        poll(&pfd, 1, timeout);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+sl_lane_t *sl_lane_create(sl_pipeline_t *pl, int id, char *err)
+{
+    sl_lane_t *lane = sl_xcalloc(1, sizeof(*lane));
+    const sl_config_t *cfg = sl_pipeline_config(pl);
+    lane->pl = pl;
+    lane->cfg = cfg;
+    lane->id = id;
+    lane->rk = sl_pipeline_consumer(pl);
+    snprintf(lane->name, sizeof(lane->name), "lane%d", id);
+    pthread_mutex_init(&lane->mu, NULL);
+    lane->wake[0] = lane->wake[1] = -1;
+    if (pipe2(lane->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(err, 256, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    lane->q = rd_kafka_queue_new(lane->rk);
+    /* librdkafka writes a byte to the pipe when the queue turns non-empty */
+    rd_kafka_queue_io_event_enable(lane->q, lane->wake[1], "q", 1);
+    lane->msgbuf = sl_xmalloc((size_t)cfg->runtime.batch_size * sizeof(*lane->msgbuf));
+    lane->cur_idx = sl_xmalloc((size_t)cfg->runtime.batch_size * sizeof(*lane->cur_idx));
+    lane->limits.max_bytes = (size_t)cfg->decode.max_bytes;
+    lane->limits.max_depth = (int)cfg->decode.max_depth;
+    atomic_init(&lane->active_parts, 0);
+    atomic_init(&lane->at_end, true);
+
+    lane->sink = cfg->sink;
+    lane->sink_env = (sl_plugin_env_t){lane, &cfg->schema, cfg->sink_name, id};
+    if (lane->sink->open(&lane->sink_ctx, sl_pipeline_sink_shared(pl), &lane->sink_env, err) != 0) {
+        goto fail;
+    }
+    lane->dlq = cfg->dlq;
+    lane->dlq_env = (sl_plugin_env_t){lane, &cfg->schema, cfg->dlq_name, id};
+    if (lane->dlq->open(&lane->dlq_ctx, sl_pipeline_dlq_shared(pl), &lane->dlq_env, err) != 0) {
+        goto fail;
+    }
+    return lane;
+fail:
+    sl_lane_destroy(lane);
+    return NULL;
+}
+
+int sl_lane_start(sl_lane_t *lane)
+{
+    if (pthread_create(&lane->thr, NULL, lane_main, lane) != 0) {
+        return -1;
+    }
+    lane->started = true;
+    return 0;
+}
+
+void sl_lane_destroy(sl_lane_t *lane)
+{
+    if (lane == NULL) {
+        return;
+    }
+    sl_lane_join(lane);
+    sl_lane_close_plugins(lane);
+    lane_run_posts(lane); /* completions posted while closing */
+    /* batches still held (shutdown timeout passed) are released with their
+     * messages so librdkafka can be destroyed cleanly */
+    for (size_t i = 0; i < lane->n_retries; i++) {
+        rec_done(lane->retries[i].batch, lane->retries[i].idx);
+    }
+    for (size_t i = 0; i < lane->n_dlq_wait; i++) {
+        rec_done(lane->dlq_wait[i].batch, lane->dlq_wait[i].idx);
+    }
+    if (lane->cur) {
+        for (size_t r = lane->cur_off; r < lane->cur_n; r++) {
+            rec_done(lane->cur, lane->cur_idx[r]);
+        }
+        batch_release(lane->cur);
+    }
+    if (lane->q) {
+        rd_kafka_queue_destroy(lane->q);
+    }
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        sl_wm_free(&lane->parts[i]->wm);
+        free(lane->parts[i]->topic);
+        free(lane->parts[i]);
+    }
+    free(lane->parts);
+    free(lane->posts);
+    free(lane->running);
+    free(lane->retries);
+    free(lane->dlq_wait);
+    free(lane->msgbuf);
+    free(lane->cur_idx);
+    if (lane->wake[0] >= 0) {
+        close(lane->wake[0]);
+        close(lane->wake[1]);
+    }
+    pthread_mutex_destroy(&lane->mu);
+    free(lane);
+}
+
+void sl_lane_close_plugins(sl_lane_t *lane)
+{
+    if (lane->sink_ctx) {
+        lane->sink->close(lane->sink_ctx);
+        lane->sink_ctx = NULL;
+    }
+    if (lane->dlq_ctx) {
+        lane->dlq->close(lane->dlq_ctx);
+        lane->dlq_ctx = NULL;
+    }
+}
+
+rd_kafka_queue_t *sl_lane_queue(sl_lane_t *lane)
+{
+    return lane->q;
+}
+
+sl_lane_metrics_t *sl_lane_metrics(sl_lane_t *lane)
+{
+    return &lane->m;
+}
+
+bool sl_lane_at_end(sl_lane_t *lane)
+{
+    return atomic_load(&lane->at_end);
+}
+
+int sl_lane_active_parts(sl_lane_t *lane)
+{
+    return atomic_load(&lane->active_parts);
+}

@@ -1,0 +1,92 @@
+/* The plugin interfaces: sinks and dead-letter paths are const structs of
+ * typed hooks with an option table, listed in one registry (registry.c).
+ *
+ * Threads: init/fini run once on the main thread; open/submit/poll/flush/close
+ * run on one lane thread per instance (a lane owns its instances, so hooks
+ * need no locks). A sink reports each record's result with sl_batch_result()
+ * on its lane thread, or from another thread by sl_lane_post()ing a closure
+ * that calls it. */
+#ifndef SL_CORE_PLUGIN_H
+#define SL_CORE_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/batch.h"
+#include "core/schema.h"
+
+typedef struct sl_lane sl_lane_t;
+
+/* What the core gives an instance: its lane, the schema, its name for logs
+ * ("sink.stdout"), and the lane number. */
+typedef struct sl_plugin_env {
+    sl_lane_t *lane;
+    const sl_schema_t *schema;
+    const char *name;
+    int lane_id;
+} sl_plugin_env_t;
+
+/* Pipeline-wide facts an init hook may need (e.g. the DLQ's default brokers). */
+typedef struct sl_pipeline_info {
+    const char *source_brokers;
+    const char *source_group;
+    const sl_schema_t *schema;
+} sl_pipeline_info_t;
+
+typedef struct sl_sink_plugin {
+    const char *name;
+    const sl_option_table_t *options;
+    size_t opts_size; /* size of the struct the option table fills */
+    /* Once per pipeline: *shared gets state all lanes' instances share. Returns
+     * 0, or -1 with a message (telling the user what to do) in err[256]. */
+    int (*init)(void **shared, const void *opts, const sl_pipeline_info_t *info, char *err);
+    /* Once per lane. Returns 0 or -1 with err set. */
+    int (*open)(void **ctx, void *shared, const sl_plugin_env_t *env, char *err);
+    /* Offers records idx[0..n) of batch; returns how many it took (a prefix).
+     * It must report exactly one result per taken record, later or now.
+     * Taking fewer than n means "full": the lane pauses its partitions and
+     * offers the rest again after the sink calls sl_lane_wake() or on poll. */
+    size_t (*submit)(void *ctx, sl_batch_t *batch, const uint32_t *idx, size_t n);
+    /* Drives I/O and timers; called on every lane loop iteration. May be NULL. */
+    void (*poll)(void *ctx);
+    /* Pushes out anything buffered (shutdown, revoke). May be NULL. */
+    void (*flush)(void *ctx);
+    /* For /readyz: can the sink take writes now? NULL means always. Any thread. */
+    bool (*ready)(void *shared);
+    void (*close)(void *ctx);
+    void (*fini)(void *shared);
+} sl_sink_plugin_t;
+
+typedef struct sl_dlq_plugin {
+    const char *name;
+    const sl_option_table_t *options;
+    size_t opts_size;
+    int (*init)(void **shared, const void *opts, const sl_pipeline_info_t *info, char *err);
+    int (*open)(void **ctx, void *shared, const sl_plugin_env_t *env, char *err);
+    /* Sends record idx of batch with its reason to the dead-letter path.
+     * Returns 0 if taken (a result follows via sl_batch_dlq_result()), or 1 if
+     * full now (offer again later). */
+    int (*submit)(void *ctx, sl_batch_t *batch, uint32_t idx, const char *reason);
+    void (*poll)(void *ctx);
+    void (*flush)(void *ctx);
+    bool (*ready)(void *shared);
+    void (*close)(void *ctx);
+    void (*fini)(void *shared);
+} sl_dlq_plugin_t;
+
+/* The registry (registry.c): look plugins up by their config key. */
+const sl_sink_plugin_t *sl_registry_sink(const char *name);
+const sl_dlq_plugin_t *sl_registry_dlq(const char *name);
+/* NULL-terminated lists, for docs and error messages. */
+extern const sl_sink_plugin_t *const sl_sink_plugins[];
+extern const sl_dlq_plugin_t *const sl_dlq_plugins[];
+
+/* Runs fn(arg) on the lane's thread soon. Thread-safe; for completions that
+ * happen on other threads (writer threads, librdkafka callbacks). */
+void sl_lane_post(sl_lane_t *lane, void (*fn)(sl_lane_t *lane, void *arg), void *arg);
+/* Wakes the lane's loop (e.g. a full sink has room again). Thread-safe. */
+void sl_lane_wake(sl_lane_t *lane);
+
+#endif
