@@ -19,7 +19,7 @@
 
 #define GEN_MAX_EXPECTED_CELLS (1u << 24)
 #define GEN_DEEP_NESTING 200
-#define GEN_OVERSIZED_BYTES (2 * 1024 * 1024)
+#define GEN_OVERSIZED_BYTES ((size_t)2 * 1024 * 1024)
 #define GEN_MESSAGE_TIMEOUT_MS 60000
 #define GEN_STR_(x) #x
 #define GEN_STR(x) GEN_STR_(x)
@@ -272,6 +272,7 @@ static char *gen_put_u32(char *p, uint32_t v)
     return p;
 }
 
+/* Appends s without its NUL; returns the new end. */
 static char *gen_put(char *p, const char *s)
 {
     size_t n = strlen(s);

@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -115,8 +114,8 @@ static int db_adopt(int fd, int i)
  * sl_cmd_dev_broker()'s cluster creation it is exactly the system call. */
 int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    if (atomic_load(&db_active) && addr != NULL && addr->sa_family == AF_INET &&
-        len >= (socklen_t)sizeof(struct sockaddr_in)) {
+    if (atomic_load(&db_active) && addr != NULL && len >= (socklen_t)sizeof(struct sockaddr_in) &&
+        addr->sa_family == AF_INET) {
         struct sockaddr_in sin;
         memcpy(&sin, addr, sizeof(sin));
         if (sin.sin_port == 0 && sin.sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
