@@ -99,10 +99,11 @@ class Checks:
 
 class Proc:
     """A child process whose stdout and stderr go to NAME.out and NAME.err
-    in tmpdir. Use as a context manager: leaving it kills the process if it
-    still runs."""
+    in tmpdir (stdout=subprocess.PIPE gives a pipe in .popen.stdout instead).
+    Use as a context manager: leaving it kills the process if it still runs."""
 
-    def __init__(self, args, name, tmpdir, env=None, stdin=subprocess.DEVNULL, cwd=None):
+    def __init__(self, args, name, tmpdir, env=None, stdin=subprocess.DEVNULL, cwd=None,
+                 stdout=None):
         self.args = [str(a) for a in args]
         self.name = name
         self.out_path = os.path.join(tmpdir, name + ".out")
@@ -110,7 +111,8 @@ class Proc:
         full_env = dict(os.environ)
         full_env.update(env or {})
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.popen = subprocess.Popen(self.args, stdin=stdin, stdout=out, stderr=err,
+            self.popen = subprocess.Popen(self.args, stdin=stdin,
+                                          stdout=out if stdout is None else stdout, stderr=err,
                                           env=full_env, cwd=cwd)
         self.pid = self.popen.pid
 

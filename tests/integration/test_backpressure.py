@@ -1,0 +1,73 @@
+"""A sink that stalls: sluice's stdout goes into a pipe nobody reads. The
+lanes must pause their partitions (keep polling), memory must stay bounded
+however large the lag, and everything must come out once the reader
+resumes."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import sluicetest as st  # noqa: E402
+
+N = 400000
+# RSS bound for the process: the prefetch queues (8 MiB per lane), the
+# in-flight budget and the writer buffer. Sanitizers add shadow memory.
+RSS_LIMIT_KB = (192 if st.SANITIZED else 64) * 1024
+
+
+def test(c):
+    tmp = tempfile.mkdtemp(prefix="sluice-bp-")
+    with harness.DevBroker(["events:8"], tmpdir=tmp) as broker:
+        harness.run_gen(broker.bootstrap, "events", count=N, seed=9)
+        port = harness.free_port()
+        cfg = st.site_config(tmp, broker.bootstrap, "events", "bp",
+                             "{stdout: {format: json, buffer: 256KiB}}",
+                             f"{{file: {{path: {tmp}/dlq.jsonl}}}}", metrics_port=port,
+                             runtime="{max_in_flight: 5000, lanes: 2}")
+        s = st.Sluice(cfg, tmp, until_end=True, metrics_port=port, stdout=subprocess.PIPE)
+        try:
+            harness.wait_until(lambda: s.metric("sluice_partitions_paused") > 0, 60,
+                               "partitions to be paused while nobody reads")
+            c.check(True, "stalled sink: partitions paused")
+            c.check(s.metric("sluice_pauses_total") > 0, "pause counted")
+            # while stalled: intake stops, RSS stays bounded
+            samples = []
+            first_in = s.metric("sluice_records_in_total")
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                samples.append(s.rss_kb())
+                time.sleep(0.2)
+            last_in = s.metric("sluice_records_in_total")
+            c.check(last_in < N, "stalled: far from everything consumed", last_in)
+            c.check(last_in - first_in <= 2 * 5000, "stalled: intake stops (bounded by the "
+                    "in-flight budget)", f"{first_in} -> {last_in}")
+            c.check(max(samples) < RSS_LIMIT_KB, f"stalled: RSS < {RSS_LIMIT_KB // 1024} MiB",
+                    f"max {max(samples) // 1024} MiB")
+            c.check(s.running(), "stalled: still running (group membership kept)")
+            status, _ = harness.http_get(f"http://127.0.0.1:{port}/healthz")
+            c.check(status == 200, "stalled: /healthz still 200")
+
+            # the reader comes back
+            got = []
+            reader = threading.Thread(target=lambda: got.append(s.popen.stdout.read()))
+            reader.start()
+            rc = s.popen.wait(timeout=180)
+            reader.join(60)
+            c.check(rc == 0, "after recovery: runs to the end, exit 0")
+            out = got[0].decode() if got else ""
+            c.check(out.count("\n") == N, "after recovery: every record out", out.count("\n"))
+        finally:
+            if s.popen.poll() is None:
+                s.popen.kill()
+                s.popen.wait()
+        log = s.stderr()
+        print(f"stalled: max RSS {max(samples) // 1024} MiB")
+        c.check("summary records=%d" % N in log, "summary line", log[-1500:])
+
+
+harness.main(test)
