@@ -4,7 +4,7 @@
  * join cost and same end condition as `sluice run --until-end`, no parsing.
  *
  *   raw_consumer BROKERS TOPIC GROUP [key=value librdkafka properties...]
- * Prints: messages=N bytes=B seconds=S rate=R (first assignment to last message). */
+ * Prints to stderr: messages=N bytes=B seconds=S rate=R (first assignment to last message). */
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +114,7 @@ int main(int argc, char **argv)
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     double secs = last - first;
-    printf("messages=%lld bytes=%lld seconds=%.3f rate=%.0f\n", n, bytes, secs,
+    fprintf(stderr, "messages=%lld bytes=%lld seconds=%.3f rate=%.0f\n", n, bytes, secs,
            secs > 0 ? (double)n / secs : 0.0);
     free(end);
     free(pos);

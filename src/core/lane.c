@@ -318,7 +318,9 @@ static void batch_release(sl_batch_t *b)
 {
     if (--b->pending == 0) {
         sl_lane_t *lane = b->lane;
-        sl_metrics_observe_latency(&lane->m, sl_now_us() - b->created_us);
+        int64_t now = sl_now_us();
+        sl_metrics_observe_latency(&lane->m, now - b->created_us);
+        atomic_store_explicit(&lane->m.last_record_us, now, memory_order_relaxed);
         batch_free(b);
     }
 }
@@ -627,6 +629,9 @@ static size_t lane_consume(sl_lane_t *lane)
             SL_M_ADD(&lane->m, invalid, 1);
             lane_dead_letter(lane, b, k, why.text);
         }
+    }
+    if (SL_M_GET(&lane->m, first_record_us) == 0) {
+        atomic_store(&lane->m.first_record_us, b->created_us);
     }
     SL_M_ADD(&lane->m, records_in, b->n);
     SL_M_ADD(&lane->m, valid, n_valid);

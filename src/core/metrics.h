@@ -29,6 +29,8 @@ typedef struct sl_lane_metrics {
     atomic_uint_fast64_t pauses;        /* times the lane paused */
     atomic_uint_fast64_t lat_buckets[SL_LAT_BUCKETS + 1]; /* last: +Inf */
     atomic_uint_fast64_t lat_sum_us;
+    atomic_int_fast64_t first_record_us; /* monotonic time of the first record (0: none) */
+    atomic_int_fast64_t last_record_us;  /* monotonic time of the last acknowledgement */
     atomic_uint_fast64_t lat_count;
 } sl_lane_metrics_t;
 

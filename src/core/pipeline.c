@@ -446,8 +446,14 @@ static bool pl_at_end(sl_pipeline_t *pl)
 static void pl_summary(sl_pipeline_t *pl)
 {
     uint64_t in = 0, valid = 0, invalid = 0, dlq = 0, out = 0;
+    int64_t first = INT64_MAX, last = 0;
     for (int i = 0; i < pl->n_lanes; i++) {
         sl_lane_metrics_t *m = sl_lane_metrics(pl->lanes[i]);
+        int64_t f = SL_M_GET(m, first_record_us), l = SL_M_GET(m, last_record_us);
+        if (f > 0) {
+            first = SL_MIN(first, f);
+            last = SL_MAX(last, l);
+        }
         in += SL_M_GET(m, records_in);
         valid += SL_M_GET(m, valid);
         invalid += SL_M_GET(m, invalid);
@@ -455,12 +461,15 @@ static void pl_summary(sl_pipeline_t *pl)
         out += SL_M_GET(m, out);
     }
     double secs = (double)(sl_now_ms() - pl->start_ms) / 1000.0;
+    /* active: from the first record consumed to the last one acknowledged
+     * (leaves out the group join and the idle tail) */
+    double active = last > first ? (double)(last - first) / 1e6 : 0.0;
     fprintf(stderr,
             "sluice: summary records=%llu valid=%llu invalid=%llu dead_lettered=%llu out=%llu "
-            "elapsed=%.2fs rate=%.0f/s\n",
+            "elapsed=%.2fs rate=%.0f/s active=%.3fs active_rate=%.0f/s\n",
             (unsigned long long)in, (unsigned long long)valid, (unsigned long long)invalid,
             (unsigned long long)dlq, (unsigned long long)out, secs,
-            secs > 0 ? (double)in / secs : 0.0);
+            secs > 0 ? (double)in / secs : 0.0, active, active > 0 ? (double)in / active : 0.0);
 }
 
 static void pl_stop_lanes(sl_pipeline_t *pl)

@@ -142,8 +142,8 @@ void sl_schema_free(sl_schema_t *schema)
     for (size_t f = 0; f < schema->n_fields; f++) {
         sl_field_t *field = &schema->fields[f];
         free(field->name);
-        if (field->type == SL_TYPE_STRING && field->has_default && !field->def.is_null) {
-            free((void *)field->def.u.s.ptr);
+        if (field->type == SL_TYPE_STRING && field->has_default) {
+            free((void *)field->def.u.s.ptr); /* NULL for a null default */
         }
         if (field->has_regex) {
             regfree(&field->regex);

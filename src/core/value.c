@@ -231,9 +231,16 @@ void sl_timestamp_format(int64_t us, char out[32])
     int sec = (int)(rem / 1000 % 60);
     int min = (int)(rem / 60000 % 60);
     int hour = (int)(rem / 3600000);
-    /* Years outside 0001-9999 (never produced by the parsers) print as they are. */
-    snprintf(out, 32, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d, hour, min, sec,
-             msec);
+    /* Years outside 0001-9999 (never produced by the parsers) print as they
+     * are; an int64 of microseconds has at most 6 year digits, so 32 bytes
+     * always suffice, but the compiler cannot see that: format into a
+     * larger buffer. */
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d, hour,
+             min, sec, msec);
+    size_t n = strnlen(tmp, 31);
+    memcpy(out, tmp, n);
+    out[n] = '\0';
 }
 
 /* Appends d as the shortest of %.15g/%.16g/%.17g that reads back as the same

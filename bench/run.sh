@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the benchmarks; results go to docs/ (see docs/BENCHMARKS.md).
+set -euo pipefail
+build=${1:-build}
+cd "$(dirname "$0")/.."
+echo "== JSON parser comparison (bench/json_parsers)"
+"$build/json_parsers"
+echo "== spine: raw consumption vs sluice run --until-end (null sink)"
+/usr/bin/python3 bench/spine.py "$build" --out docs
