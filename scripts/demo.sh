@@ -14,7 +14,7 @@ if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
   port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 fi
 "$bin/sluice" dev-broker --port "$port" --topic site_events:4 --topic site_events.dlq:1 \
-  --bootstrap-file "$work/bootstrap" 2>"$work/broker.log" &
+  --bootstrap-file "$work/bootstrap" >/dev/null 2>"$work/broker.log" &
 broker=$!
 trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
@@ -38,7 +38,20 @@ grep 'summary' "$work/sluice.log" || true
 
 echo
 echo "== dead-letter topic site_events.dlq (reason and source position in headers)"
-kcat -C -b "$KAFKA_BROKERS" -t site_events.dlq -e -q \
-  -f 'reason=%h\n    payload=%.80s\n' 2>/dev/null | sed 's/,sluice.source/\n    sluice.source/; s/sluice.reason=//'
-echo
-echo "== $(wc -l < "$work/out.jsonl") records out, $(kcat -C -b "$KAFKA_BROKERS" -t site_events.dlq -e -q -f 'x\n' | wc -l) dead-lettered; logs in .demo/"
+kcat -C -b "$KAFKA_BROKERS" -t site_events.dlq -o beginning -e -q -J > "$work/dlq.json"
+/usr/bin/python3 - "$work/dlq.json" <<'PY'
+import json, sys
+n = 0
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    m = json.loads(line)
+    h = m.get("headers") or []
+    h = dict(zip(h[0::2], h[1::2]))
+    payload = (m.get("payload") or "")
+    payload = payload if len(payload) <= 70 else payload[:67] + "..."
+    print(f"  {h.get('sluice.source.topic')}[{h.get('sluice.source.partition')}]@"
+          f"{h.get('sluice.source.offset')}: {h.get('sluice.reason')}")
+    print(f"      {payload!r}")
+    n += 1
+print(f"\n== {n} records dead-lettered; logs in .demo/")
+PY
+echo "== $(wc -l < "$work/out.jsonl") records out (above, on stdout)"
