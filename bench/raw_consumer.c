@@ -115,7 +115,7 @@ int main(int argc, char **argv)
     rd_kafka_destroy(rk);
     double secs = last - first;
     fprintf(stderr, "messages=%lld bytes=%lld seconds=%.3f rate=%.0f\n", n, bytes, secs,
-           secs > 0 ? (double)n / secs : 0.0);
+            secs > 0 ? (double)n / secs : 0.0);
     free(end);
     free(pos);
     free(finished);

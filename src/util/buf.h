@@ -12,7 +12,10 @@ typedef struct sl_buf {
     size_t cap;
 } sl_buf_t;
 
-#define SL_BUF_INIT {NULL, 0, 0}
+#define SL_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Makes room for at least n more bytes. */
 void sl_buf_reserve(sl_buf_t *b, size_t n);

@@ -68,8 +68,9 @@ void sl_log(sl_log_level_t level, const char *comp, const char *msg, const char 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s comp=%s msg=",
-                          ts.tv_nsec / 1000000, log_names[level], comp);
+    n += (size_t)snprintf(line + n, sizeof(line) - n,
+                          ".%03ldZ level=%s comp=%s msg=", ts.tv_nsec / 1000000, log_names[level],
+                          comp);
     n += log_quote(line + n, sizeof(line) - n - 2, msg);
     if (fmt != NULL && n < sizeof(line) - 2) {
         line[n++] = ' ';

@@ -34,7 +34,7 @@ static int test_failures_;
     do {                                                                                           \
         const char *a_ = (a), *b_ = (b);                                                           \
         if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__,       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__,        \
                     __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                     \
             test_failures_++;                                                                      \
         }                                                                                          \
@@ -56,14 +56,17 @@ typedef struct {
     void (*fn)(void);
 } test_case_t;
 
-#define T(fn) {#fn, fn}
+#define T(fn)                                                                                      \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
 
 #define TEST_MAIN(...)                                                                             \
     int main(void)                                                                                 \
     {                                                                                              \
         static const test_case_t cases[] = {__VA_ARGS__};                                          \
         int passed = 0, failed = 0;                                                                \
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {                           \
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {                            \
             int before = test_failures_;                                                           \
             cases[i].fn();                                                                         \
             if (test_failures_ == before) {                                                        \
