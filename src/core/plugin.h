@@ -79,7 +79,10 @@ typedef struct sl_dlq_plugin {
 /* The registry (registry.c): look plugins up by their config key. */
 const sl_sink_plugin_t *sl_registry_sink(const char *name);
 const sl_dlq_plugin_t *sl_registry_dlq(const char *name);
-/* NULL-terminated lists, for docs and error messages. */
+/* Adds a sink found by sl_registry_sink() after the built-in ones (for test
+ * binaries that inject faults; at most 4). Call before loading a config. */
+void sl_registry_add_sink(const sl_sink_plugin_t *sink);
+/* NULL-terminated lists of the built-in plugins, for docs and error messages. */
 extern const sl_sink_plugin_t *const sl_sink_plugins[];
 extern const sl_dlq_plugin_t *const sl_dlq_plugins[];
 

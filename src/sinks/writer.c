@@ -158,17 +158,64 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* A crash (kill -9, power loss) can leave a partial last line. Its record was
+ * never acknowledged, so it will be delivered again: cut the fragment, so the
+ * next line does not get glued to it. Returns 0, or -1 with err set. */
+static int writer_cut_torn_tail(int fd, const char *path, const char *name, char *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+        return 0;
+    }
+    char buf[4096];
+    off_t end = st.st_size;
+    while (end > 0) {
+        off_t start = end > (off_t)sizeof(buf) ? end - (off_t)sizeof(buf) : 0;
+        ssize_t n = pread(fd, buf, (size_t)(end - start), start);
+        if (n <= 0) {
+            snprintf(err, 256, "cannot read '%.180s': %s", path, strerror(errno));
+            return -1;
+        }
+        for (ssize_t i = n - 1; i >= 0; i--) {
+            if (buf[i] == '\n') {
+                off_t keep = start + i + 1;
+                if (keep == st.st_size) {
+                    return 0; /* ends with a complete line */
+                }
+                end = keep;
+                goto cut;
+            }
+        }
+        end = start;
+    }
+cut:
+    if (ftruncate(fd, end) != 0) {
+        snprintf(err, 256, "cannot cut the partial last line of '%.160s': %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    sl_log_warn(name,
+                "removed a partial last line left by an earlier crash (its record is "
+                "delivered again)",
+                "path=%s bytes=%lld", path, (long long)(st.st_size - end));
+    return 0;
+}
+
 sl_writer_t *sl_writer_create(const char *path, bool fsync, size_t max_bytes, const char *name,
                               char *err)
 {
     int fd = STDOUT_FILENO;
     if (path != NULL) {
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {
             snprintf(err, 256,
-                     "cannot open '%s' for writing: %s (check the directory exists "
-                     "and is writable)",
+                     "cannot open '%.160s' for writing: %s (check the directory exists and is "
+                     "writable)",
                      path, strerror(errno));
+            return NULL;
+        }
+        if (writer_cut_torn_tail(fd, path, name, err) != 0) {
+            close(fd);
             return NULL;
         }
     }
