@@ -21,8 +21,10 @@ static const sl_option_t kafka_options[] = {
      "Any librdkafka consumer property, passed through (e.g. `session.timeout.ms: 6000`, "
      "`security.protocol`). Sluice's defaults: `auto.offset.reset: earliest`, "
      "`enable.auto.commit: true` with `auto.commit.interval.ms: 1000` (only offsets below the "
-     "done watermark are ever stored), `queued.max.messages.kbytes: 8192` and "
-     "`queued.min.messages: 20000` per lane (bounds memory), `fetch.max.bytes: 8388608`. "
+     "done watermark are ever stored), `queued.max.messages.kbytes: 4096` per lane (bounds "
+     "prefetch memory; raise it if a single lane cannot keep up) and "
+     "`queued.min.messages: 1000000` (a count threshold stalls librdkafka 2.0.2's refills), "
+     "`fetch.max.bytes: 8388608`. "
      "`enable.auto.offset.store` and `enable.partition.eof` are managed by Sluice."},
 };
 

@@ -25,10 +25,15 @@ static const struct {
     {"auto.offset.reset", "earliest"},
     {"enable.auto.commit", "true"},
     {"auto.commit.interval.ms", "1000"},
-    /* with partition queues forwarded to lane queues these bound each lane's
-     * prefetch queue: memory stays bounded whatever the lag */
-    {"queued.max.messages.kbytes", "8192"},
-    {"queued.min.messages", "20000"},
+    /* With partition queues forwarded to lane queues these apply to each
+     * lane's prefetch queue. librdkafka 2.0.2 takes a partition out of the
+     * fetch set while its queue is over either threshold and re-checks only
+     * when the broker thread next wakes (up to ~1 s): a message-count
+     * threshold that a fast lane crosses constantly stalls it. So the count
+     * is effectively off and the byte budget bounds memory (Sluice's own
+     * in-flight budget and pausing do the rest). */
+    {"queued.max.messages.kbytes", "4096"},
+    {"queued.min.messages", "1000000"},
     {"fetch.max.bytes", "8388608"},
 };
 
