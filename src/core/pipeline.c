@@ -44,8 +44,18 @@ struct sl_pipeline {
 
 static volatile sig_atomic_t pl_signal;
 
+/* The first SIGTERM/SIGINT starts the drain; a second one exits at once
+ * (nothing is committed past what was acknowledged, so a restart redelivers
+ * what was in flight). */
 static void pl_on_signal(int sig)
 {
+    if (pl_signal) {
+        static const char msg[] = "sluice: second signal: exiting without draining; records in "
+                                  "flight will be consumed again after restart\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        (void)w;
+        _exit(130);
+    }
     pl_signal = sig;
 }
 
