@@ -19,6 +19,7 @@
  * depth 2. The input is never read past len: it need not be NUL-terminated. */
 #include "codecs/json.h"
 
+#include "util/utf8.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,38 +113,6 @@ static inline const unsigned char *jd_ws(const unsigned char *p, const unsigned 
 static inline bool jd_digit(unsigned char c)
 {
     return (unsigned)(c - '0') <= 9;
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0. */
-static size_t jd_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (c < 0xC2) {
-        return 0; /* ASCII is handled by the caller; 0x80-0xc1 never start a sequence */
-    } else if (c < 0xE0) {
-        need = 2;
-    } else if (c < 0xF0) {
-        need = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlongs */
-        hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
-    } else if (c < 0xF5) {
-        need = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80; /* no overlongs */
-        hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < need || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < need; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-    }
-    return need;
 }
 
 static inline uint64_t jd_load64(const char *s)
@@ -287,7 +256,7 @@ static int jd_scan_string(jd_t *d, jd_str_t *out)
         } else if (c < 0x20) {
             return jd_syntax(d, p, "unescaped control character in string");
         } else {
-            size_t n = jd_utf8_len(p, (size_t)(end - p));
+            size_t n = sl_utf8_seq_len(p, (size_t)(end - p));
             if (n == 0) {
                 return jd_fail(d, "invalid UTF-8 at byte %zu", jd_off(d, p));
             }

@@ -3,6 +3,7 @@
  * locale functions), and JSON rendering of one value. */
 #include "core/value.h"
 
+#include "util/utf8.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,38 +305,6 @@ void sl_value_to_json(const sl_value_t *v, sl_type_t t, sl_buf_t *out)
     }
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0. */
-static size_t val_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t need;
-    if (c < 0xC2) {
-        return 0;
-    } else if (c < 0xE0) {
-        need = 2;
-    } else if (c < 0xF0) {
-        need = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c < 0xF5) {
-        need = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (n < need || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < need; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-    }
-    return need;
-}
-
 const char *sl_value_quote(const char *s, size_t n, char *out, size_t cap)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -359,7 +328,7 @@ const char *sl_value_quote(const char *s, size_t n, char *out, size_t cap)
         } else if (c < 0x80) {
             e[0] = (char)c;
             elen = 1;
-        } else if ((take = val_utf8_len(p + i, n - i)) > 0) {
+        } else if ((take = sl_utf8_seq_len(p + i, n - i)) > 0) {
             memcpy(e, p + i, take);
             elen = take;
         } else {

@@ -11,6 +11,7 @@
 #include "core/plugin.h"
 #include "sinks/writer.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 /* ---- kafka ------------------------------------------------------------------ */
 
@@ -258,43 +259,6 @@ static void dlq_file_done(sl_wchunk_t *c, bool ok)
     }
 }
 
-/* Returns true if s[0..n) is valid UTF-8 (no overlongs, no surrogates). */
-static bool dlq_utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        unsigned min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2, min = 0x80, c &= 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3, min = 0x800, c &= 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4, min = 0x10000, c &= 0x07;
-        } else {
-            return false;
-        }
-        if (i + len > n) {
-            return false;
-        }
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return false;
-            }
-            c = (c << 6) | (s[i + k] & 0x3f);
-        }
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-            return false;
-        }
-        i += len;
-    }
-    return true;
-}
-
 static void dlq_base64(sl_buf_t *out, const unsigned char *s, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -316,7 +280,7 @@ static void dlq_json_bytes(sl_buf_t *out, const char *name, const void *p, size_
 {
     if (p == NULL) {
         sl_buf_printf(out, ",\"%s\":null", name);
-    } else if (dlq_utf8_valid(p, n)) {
+    } else if (sl_utf8_valid(p, n)) {
         sl_buf_printf(out, ",\"%s\":\"", name);
         sl_buf_json_escape(out, p, n);
         sl_buf_putc(out, '"');
