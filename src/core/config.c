@@ -46,8 +46,15 @@ static const sl_option_t runtime_options[] = {
      NULL, "Messages a lane takes from Kafka at a time."},
     {"max_in_flight", SL_OPT_INT, offsetof(sl_runtime_opts_t, max_in_flight), "20000", false, 1,
      10000000, NULL,
-     "Records per lane consumed but not yet acknowledged; at this limit the lane pauses its "
-     "partitions (back-pressure)."},
+     "Records per lane consumed but not yet acknowledged; at this limit the lane stops taking "
+     "messages (back-pressure)."},
+    {"pause_after", SL_OPT_DURATION, offsetof(sl_runtime_opts_t, pause_after_ms), "0ms", false, 0,
+     3600000, NULL,
+     "How long a lane may stay blocked (sink full or down, retries pending, in-flight budget "
+     "used up) before it pauses its partitions so librdkafka stops fetching. Until then it only "
+     "stops taking messages from its bounded prefetch queue. Each pause/resume makes librdkafka "
+     "drop and refetch what it had prefetched; a pause keeps memory lowest (measured: 21 MiB "
+     "behind a stalled sink with 0ms, 74 MiB with 500ms)."},
     {"shutdown_timeout", SL_OPT_DURATION, offsetof(sl_runtime_opts_t, shutdown_timeout_ms), "30s",
      false, 0, 86400000, NULL,
      "On SIGTERM/SIGINT: how long to wait for in-flight records before committing and exiting."},

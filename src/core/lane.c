@@ -806,6 +806,7 @@ static void *lane_main(void *arg)
 {
     sl_lane_t *lane = arg;
     bool paused = false;
+    int64_t blocked_since = 0;
     while (!lane->quit) {
         lane_drain_wake(lane);
         lane_run_posts(lane);
@@ -824,17 +825,27 @@ static void *lane_main(void *arg)
             lane->dlq->poll(lane->dlq_ctx);
         }
 
-        /* back-pressure: pause this lane's partitions while the sink or the
-         * dead-letter path cannot keep up; resume with hysteresis */
+        /* Back-pressure. While the sink, the dead-letter path or the
+         * in-flight budget is full the lane stops taking messages: its
+         * prefetch queue is bounded (queued.max.messages.kbytes), so memory
+         * is too. If that lasts pause_after, the partitions are paused so
+         * librdkafka stops fetching (each pause/resume makes librdkafka drop
+         * and refetch what it prefetched, so momentary blocks do not pause).
+         * Resume once unblocked and down to half the in-flight budget. */
         bool blocked = lane_blocked(lane) || lane->stopping;
-        if (blocked && !paused) {
-            lane_set_paused(lane, true);
+        if (!blocked) {
+            blocked_since = 0;
+        } else if (blocked_since == 0) {
+            blocked_since = now;
+        }
+        bool want_pause =
+            blocked && (lane->stopping || now - blocked_since >= lane->cfg->runtime.pause_after_ms);
+        if (want_pause) {
+            lane_set_paused(lane, true); /* also catches newly assigned partitions */
             paused = true;
         } else if (!blocked && paused && lane->in_flight <= lane->cfg->runtime.max_in_flight / 2) {
             lane_set_paused(lane, false);
             paused = false;
-        } else if (paused) {
-            lane_set_paused(lane, true); /* newly assigned partitions */
         }
 
         size_t got = 0;

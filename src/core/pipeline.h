@@ -29,6 +29,7 @@ typedef struct sl_runtime_opts {
     int64_t lanes;
     int64_t batch_size;
     int64_t max_in_flight;
+    int64_t pause_after_ms;
     int64_t shutdown_timeout_ms;
     int64_t revoke_timeout_ms;
     int64_t retry_backoff_ms;

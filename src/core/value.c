@@ -278,8 +278,7 @@ void sl_value_to_json(const sl_value_t *v, sl_type_t t, sl_buf_t *out)
         break;
     case SL_TYPE_INT32:
     case SL_TYPE_INT64:
-        snprintf(tmp, sizeof(tmp), "%lld", (long long)v->u.i);
-        sl_buf_puts(out, tmp);
+        sl_buf_append_i64(out, v->u.i);
         break;
     case SL_TYPE_DOUBLE:
         val_double_json(v->u.d, out);

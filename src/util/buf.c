@@ -61,28 +61,56 @@ void sl_buf_printf(sl_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Bytes that must be escaped inside a JSON string (plus DEL, escaped so the
+ * output stays printable). */
+static inline int buf_needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\' || c == 0x7f;
+}
+
 void sl_buf_json_escape(sl_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     sl_buf_reserve(b, n);
+    size_t run = 0; /* start of the pending run of bytes copied as they are */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (SL_LIKELY(!buf_needs_escape(c))) {
+            continue;
+        }
+        sl_buf_append(b, s + run, i - run);
+        run = i + 1;
         if (c == '"' || c == '\\') {
-            sl_buf_putc(b, '\\');
-            sl_buf_putc(b, (char)c);
+            char e[2] = {'\\', (char)c};
+            sl_buf_append(b, e, 2);
         } else if (c == '\n') {
             sl_buf_append(b, "\\n", 2);
         } else if (c == '\t') {
             sl_buf_append(b, "\\t", 2);
         } else if (c == '\r') {
             sl_buf_append(b, "\\r", 2);
-        } else if (c < 0x20 || c == 0x7f) {
+        } else {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             sl_buf_append(b, e, 6);
-        } else {
-            sl_buf_putc(b, (char)c);
         }
     }
+    sl_buf_append(b, s + run, n - run);
+}
+
+void sl_buf_append_i64(sl_buf_t *b, int64_t v)
+{
+    char tmp[24];
+    char *p = tmp + sizeof(tmp);
+    /* work in unsigned so INT64_MIN negates without overflow */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    sl_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 void sl_buf_consume(sl_buf_t *b, size_t n)

@@ -26,6 +26,8 @@ void sl_buf_printf(sl_buf_t *b, const char *fmt, ...) SL_PRINTF(2, 3);
 /* Appends s (n bytes) as the inside of a JSON string: escapes quotes,
  * backslashes and control bytes; bytes >= 0x80 are copied as they are. */
 void sl_buf_json_escape(sl_buf_t *b, const char *s, size_t n);
+/* Appends v in decimal. */
+void sl_buf_append_i64(sl_buf_t *b, int64_t v);
 /* Drops the first n bytes. */
 void sl_buf_consume(sl_buf_t *b, size_t n);
 void sl_buf_reset(sl_buf_t *b);
