@@ -23,7 +23,8 @@ typedef struct sl_errors {
 /* Records an error at file:line:col (line/col 1-based; 0 leaves them out). */
 void sl_errors_add(sl_errors_t *e, const char *file, int line, int col, const char *fmt, ...)
     SL_PRINTF(5, 6);
-/* Prints every error, one per line, to stderr prefixed with "sluice: ". */
+/* Prints every error, one per line, to stderr prefixed with "sluice: ", in
+ * order of line and column (as they stand in the file). */
 void sl_errors_print(const sl_errors_t *e);
 void sl_errors_free(sl_errors_t *e);
 

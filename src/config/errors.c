@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config/config.h"
 
@@ -51,11 +52,51 @@ void sl_errors_add(sl_errors_t *e, const char *file, int line, int col, const ch
     e->msgs[e->n++] = b.data; /* the buffer's memory becomes the message */
 }
 
+/* The position "file:LINE:COL: ..." of a message, for ordering: line and
+ * column (0 when absent) and the message's original index as the tie-break. */
+typedef struct err_pos {
+    long line, col;
+    size_t idx;
+} err_pos_t;
+
+static err_pos_t err_position(const char *msg, size_t idx)
+{
+    err_pos_t p = {0, 0, idx};
+    for (const char *c = strchr(msg, ':'); c != NULL; c = strchr(c + 1, ':')) {
+        char *end;
+        long line = strtol(c + 1, &end, 10);
+        if (end != c + 1 && *end == ':' && line > 0) {
+            p.line = line;
+            p.col = strtol(end + 1, NULL, 10);
+            break;
+        }
+    }
+    return p;
+}
+
+static int err_cmp(const void *a, const void *b)
+{
+    const err_pos_t *x = a, *y = b;
+    if (x->line != y->line) {
+        return x->line < y->line ? -1 : 1;
+    }
+    if (x->col != y->col) {
+        return x->col < y->col ? -1 : 1;
+    }
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
 void sl_errors_print(const sl_errors_t *e)
 {
+    err_pos_t *order = sl_xmalloc((e->n ? e->n : 1) * sizeof(*order));
     for (size_t i = 0; i < e->n; i++) {
-        fprintf(stderr, "sluice: %s\n", e->msgs[i]);
+        order[i] = err_position(e->msgs[i], i);
     }
+    qsort(order, e->n, sizeof(*order), err_cmp);
+    for (size_t i = 0; i < e->n; i++) {
+        fprintf(stderr, "sluice: %s\n", e->msgs[order[i].idx]);
+    }
+    free(order);
 }
 
 void sl_errors_free(sl_errors_t *e)

@@ -85,6 +85,10 @@ def test(c):
     for where, what in expect:
         c.check(any(where in line and what in line for line in err.splitlines()),
                 f"check reports {what!r} at {where}", err)
+    lines_seen = [int(line.split("bad.yaml:")[1].split(":")[0])
+                  for line in err.splitlines() if "bad.yaml:" in line and "errors in" not in line]
+    c.check(lines_seen == sorted(lines_seen) and len(lines_seen) >= len(expect),
+            "check lists errors in file order", lines_seen)
     # Kafka properties are checked through librdkafka once the rest is valid
     kbad = os.path.join(tmp, "kbad.yaml")
     with open(kbad, "w") as f:
