@@ -4,6 +4,7 @@
  * dropped. */
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,27 @@ static void dlq_kafka_delivered(sl_lane_t *lane, void *arg)
     free(m);
 }
 
+/* Logs a failed dead-letter delivery at most every 10 s (a down topic fails
+ * every message), with what to do about it. Any thread. */
+static void dlq_kafka_log_failure(rd_kafka_resp_err_t err)
+{
+    static _Atomic int64_t last_ms;
+    int64_t now = sl_now_ms(), prev = atomic_load(&last_ms);
+    if (now - prev < 10000 || !atomic_compare_exchange_strong(&last_ms, &prev, now)) {
+        return;
+    }
+    const char *hint = "records wait (partitions paused) and are retried";
+    if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+        hint = "the dead-letter topic does not exist: create it (records wait and are retried)";
+    } else if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        hint = "not allowed to write the dead-letter topic: grant Write (records wait)";
+    } else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+        hint = "message too large for the topic: lower dead_letter.kafka.max_payload";
+    }
+    sl_log_warn("dead_letter.kafka", "delivery failed", "error=\"%s\" hint=\"%s\"",
+                rd_kafka_err2str(err), hint);
+}
+
 /* librdkafka's delivery report, on whichever thread polled the producer:
  * hand the result to the record's lane. */
 static void dlq_kafka_dr(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
@@ -72,8 +94,7 @@ static void dlq_kafka_dr(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *op
     dlq_kafka_msg_t *m = msg->_private;
     m->ok = msg->err == 0;
     if (msg->err) {
-        sl_log_warn("dead_letter.kafka", "delivery failed; retrying", "error=\"%s\"",
-                    rd_kafka_err2str(msg->err));
+        dlq_kafka_log_failure(msg->err);
     }
     sl_lane_post(m->lane, dlq_kafka_delivered, m);
 }
