@@ -379,17 +379,22 @@ static int64_t lane_backoff_ms(const sl_lane_t *lane, int attempt)
     return d;
 }
 
+static void lane_push_retry(sl_lane_t *lane, lane_retry_t r)
+{
+    if (lane->n_retries == lane->cap_retries) {
+        lane->cap_retries = lane->cap_retries ? lane->cap_retries * 2 : 64;
+        lane->retries = sl_xrealloc(lane->retries, lane->cap_retries * sizeof(*lane->retries));
+    }
+    lane->retries[lane->n_retries++] = r;
+}
+
 static void lane_add_retry(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, bool dlq)
 {
     if (b->attempts[idx] < 255) {
         b->attempts[idx]++;
     }
-    if (lane->n_retries == lane->cap_retries) {
-        lane->cap_retries = lane->cap_retries ? lane->cap_retries * 2 : 64;
-        lane->retries = sl_xrealloc(lane->retries, lane->cap_retries * sizeof(*lane->retries));
-    }
-    lane->retries[lane->n_retries++] =
-        (lane_retry_t){b, idx, dlq, sl_now_ms() + lane_backoff_ms(lane, b->attempts[idx])};
+    lane_push_retry(
+        lane, (lane_retry_t){b, idx, dlq, sl_now_ms() + lane_backoff_ms(lane, b->attempts[idx])});
 }
 
 /* The reason of a dead-lettered record lives in the batch arena until the
@@ -407,8 +412,6 @@ static const char *batch_reason_get(const sl_batch_t *b, uint32_t idx)
 {
     return b->reasons && b->reasons[idx] ? b->reasons[idx] : "unknown";
 }
-
-static void lane_dead_letter(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const char *reason);
 
 static bool lane_dlq_offer(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const char *reason)
 {
@@ -500,31 +503,36 @@ static void lane_submit_current(sl_lane_t *lane)
     batch_release(b);
 }
 
+/* Offers due retries again. Works on a detached list: a sink may answer
+ * RETRY from inside submit(), which adds to lane->retries. */
 static void lane_run_retries(sl_lane_t *lane, int64_t now)
 {
-    size_t w = 0;
-    for (size_t i = 0; i < lane->n_retries; i++) {
-        lane_retry_t *r = &lane->retries[i];
+    lane_retry_t *todo = lane->retries;
+    size_t n = lane->n_retries;
+    lane->retries = NULL;
+    lane->n_retries = lane->cap_retries = 0;
+    for (size_t i = 0; i < n; i++) {
+        lane_retry_t r = todo[i];
         bool keep = true;
-        if (rec_stale(r->batch, r->idx)) {
-            rec_done(r->batch, r->idx);
+        if (rec_stale(r.batch, r.idx)) {
+            rec_done(r.batch, r.idx);
             keep = false;
-        } else if (r->due_ms <= now) {
-            if (r->dlq) {
-                keep = !lane_dlq_offer(lane, r->batch, r->idx, batch_reason_get(r->batch, r->idx));
-            } else if (lane->sink->submit(lane->sink_ctx, r->batch, &r->idx, 1) == 1) {
+        } else if (r.due_ms <= now) {
+            if (r.dlq) {
+                keep = !lane_dlq_offer(lane, r.batch, r.idx, batch_reason_get(r.batch, r.idx));
+            } else if (lane->sink->submit(lane->sink_ctx, r.batch, &r.idx, 1) == 1) {
                 SL_M_ADD(&lane->m, sink_in_flight, 1);
                 keep = false;
             }
             if (keep) {
-                r->due_ms = now + 10; /* full: try again shortly */
+                r.due_ms = now + 10; /* full: try again shortly */
             }
         }
         if (keep) {
-            lane->retries[w++] = *r;
+            lane_push_retry(lane, r);
         }
     }
-    lane->n_retries = w;
+    free(todo);
 }
 
 static void lane_run_dlq_wait(sl_lane_t *lane)

@@ -19,7 +19,13 @@ REJECT, RETRY = 7, 5
 
 
 def test(c):
-    tmp = tempfile.mkdtemp(prefix="sluice-results-")
+    for sync in (False, True):
+        scenario(c, sync)
+
+
+def scenario(c, sync):
+    mode = "sync" if sync else "async"
+    tmp = tempfile.mkdtemp(prefix=f"sluice-results-{mode}-")
     with harness.DevBroker(["events:4"], tmpdir=tmp) as broker:
         harness.run_gen(broker.bootstrap, "events", count=N, invalid=M, seed=21)
         valid = st.valid_input(broker.bootstrap, "events")
@@ -31,16 +37,18 @@ def test(c):
         dlq = os.path.join(tmp, "dlq.jsonl")
         cfg = st.site_config(tmp, broker.bootstrap, "events", "faulty",
                              f"{{faulty: {{path: {out}, reject_mod: {REJECT}, "
-                             f"retry_mod: {RETRY}}}}}", f"{{file: {{path: {dlq}}}}}",
+                             f"retry_mod: {RETRY}, sync: {str(sync).lower()}, "
+                             f"retries: {3 if sync else 1}}}}}",
+                             f"{{file: {{path: {dlq}}}}}",
                              runtime="{retry_backoff: 10ms}")
         p = harness.Proc([harness.binary("sluice_faulty"), "run", cfg, "--until-end"],
                          "faulty", tmp)
         with p:
             rc = p.wait(120)
-        c.check(rc == 0, "runs to the end", p.stderr()[-1500:])
+        c.check(rc == 0, f"{mode}: runs to the end", p.stderr()[-1500:])
         got = st.output_records(out)
         lost, dup = st.missing_and_extra(collections.Counter(want_out), got)
-        c.check(lost == 0 and dup == 0, "accepted and retried records written exactly once",
+        c.check(lost == 0 and dup == 0, f"{mode}: accepted and retried records written exactly once",
                 f"lost={lost} dup={dup}")
         with open(dlq) as f:
             entries = [json.loads(line) for line in f]

@@ -2,7 +2,7 @@
  * sink results: it rejects records whose site_id is a multiple of reject_mod
  * (permanent: they must reach the dead-letter path with this sink's reason),
  * answers RETRY to the first attempt of records whose site_id is a multiple of
- * retry_mod (they must come back and be written exactly once), and writes the
+ * retry_mod (`retries` times; they must come back and be written exactly once), and writes the
  * rest as JSON lines. Results are reported asynchronously, on the next poll. */
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +16,8 @@ typedef struct faulty_opts {
     char *path;
     int64_t reject_mod;
     int64_t retry_mod;
+    bool sync;       /* report results from inside submit() instead of on poll */
+    int64_t retries; /* RETRY answers before a retried record is accepted */
 } faulty_opts_t;
 
 static const sl_option_t faulty_options[] = {
@@ -24,6 +26,10 @@ static const sl_option_t faulty_options[] = {
      "reject site_id % reject_mod == 0"},
     {"retry_mod", SL_OPT_INT, offsetof(faulty_opts_t, retry_mod), "5", false, 1, 1000000, NULL,
      "retry once site_id % retry_mod == 0"},
+    {"retries", SL_OPT_INT, offsetof(faulty_opts_t, retries), "1", false, 1, 100, NULL,
+     "RETRY answers per retried record"},
+    {"sync", SL_OPT_BOOL, offsetof(faulty_opts_t, sync), "false", false, 0, 0, NULL,
+     "report results synchronously"},
 };
 
 static const sl_option_table_t faulty_table = {"sink.faulty", "fault injection for tests",
@@ -77,6 +83,8 @@ static int faulty_open(void **ctx, void *shared, const sl_plugin_env_t *env, cha
     return 0;
 }
 
+static void faulty_poll(void *ctx);
+
 static size_t faulty_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t n)
 {
     faulty_t *s = ctx;
@@ -86,7 +94,7 @@ static size_t faulty_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_
         sl_status_t st = SL_STATUS_OK;
         if (site % s->sh->o.reject_mod == 0) {
             st = SL_STATUS_REJECT;
-        } else if (site % s->sh->o.retry_mod == 0 && b->attempts[idx[i]] == 0) {
+        } else if (site % s->sh->o.retry_mod == 0 && b->attempts[idx[i]] < s->sh->o.retries) {
             st = SL_STATUS_RETRY;
         } else {
             sl_json_encode(s->sh->schema, v, &s->out);
@@ -97,6 +105,9 @@ static size_t faulty_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_
             s->res = sl_xrealloc(s->res, s->cap * sizeof(*s->res));
         }
         s->res[s->n++] = (faulty_result_t){b, idx[i], st};
+    }
+    if (s->sh->o.sync) {
+        faulty_poll(s); /* results (and retries) from inside submit() */
     }
     return n;
 }
