@@ -122,6 +122,15 @@ static int pl_query_ends(sl_pipeline_t *pl)
         }
         for (int i = 0; i < md->topic_cnt; i++) {
             const rd_kafka_metadata_topic_t *mt = &md->topics[i];
+            if (mt->err) {
+                /* with --until-end an absent topic would wait forever */
+                sl_log_error("pipeline",
+                             "--until-end: topic not available: create it or fix source.kafka."
+                             "topics",
+                             "topic=%s error=\"%s\"", mt->topic, rd_kafka_err2str(mt->err));
+                rd_kafka_metadata_destroy(md);
+                return -1;
+            }
             for (int j = 0; j < mt->partition_cnt; j++) {
                 int64_t lo = -1, hi = -1;
                 err = rd_kafka_query_watermark_offsets(pl->rk, mt->topic, mt->partitions[j].id, &lo,
