@@ -7,6 +7,7 @@ pkgs=(
   gcc make cmake pkg-config clang libclang-rt-14-dev clang-format
   librdkafka-dev libyaml-dev libmicrohttpd-dev
   kcat python3
+  python3-cassandra                      # an independent CQL driver that checks the CQL test node
   libjsmn-dev libcjson-dev libyajl-dev   # JSON parser comparison (bench/)
   gnuplot-nox                            # benchmark plots
 )
