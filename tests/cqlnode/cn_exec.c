@@ -63,6 +63,8 @@ static struct {
     bool internal; /* writes to system tables allowed */
 } ce;
 
+cn_stats_t cn_stats;
+
 int cn_fail(cn_err_t *err, int32_t code, const char *fmt, ...)
 {
     va_list ap;
@@ -684,6 +686,8 @@ static int ce_where_key(ce_ctx_t *x, sl_cql_bytes_t *key, int *nkey, bool prefix
 
 /* ---- Statements --------------------------------------------------------------------------- */
 
+/* A new schema_version for this node; its peers report the same one, so a
+ * driver waiting for schema agreement never waits. */
 static void ce_schema_changed(void)
 {
     if (ce.local_row != NULL) {
@@ -692,6 +696,11 @@ static void ce_schema_changed(void)
         ce_cell_set(
             &ce.local_row->cells[ce_col_find(ce_table_find("system", "local"), "schema_version")],
             (sl_cql_bytes_t){v, 16});
+        ce_table_t *peers = ce_table_find("system", "peers");
+        int col = peers != NULL ? ce_col_find(peers, "schema_version") : -1;
+        for (size_t i = 0; col >= 0 && i < peers->nrows; i++) {
+            ce_cell_set(&peers->rows[i]->cells[col], (sl_cql_bytes_t){v, 16});
+        }
     }
 }
 
@@ -1353,18 +1362,26 @@ static int ce_run(const cn_stmt_t *st, const cn_request_t *req, sl_arena_t *a, s
     if (ce_resolve_table(x, req->keyspace) != 0 || ce_bind_values(x, req) != 0) {
         return -1;
     }
+    int rc = -1;
     switch (st->kind) {
     case CN_ST_INSERT:
-        return ce_insert(x, out);
+        rc = ce_insert(x, out);
+        break;
     case CN_ST_UPDATE:
-        return ce_update(x, out);
+        rc = ce_update(x, out);
+        break;
     case CN_ST_DELETE:
-        return ce_delete(x, out);
+        rc = ce_delete(x, out);
+        break;
     case CN_ST_SELECT:
         return ce_select(x, req->skip_metadata, out);
     default:
         return cn_fail(err, SL_CQL_ERR_SERVER, "unhandled statement kind %d", (int)st->kind);
     }
+    if (rc == 0 && !ce_is_system(x->t->ks)) {
+        cn_stats.rows_written++;
+    }
+    return rc;
 }
 
 int cn_exec_query(const char *q, size_t n, const cn_request_t *req, sl_buf_t *out, char *new_ks,
@@ -1526,6 +1543,37 @@ out:
     return rc;
 }
 
+bool cn_is_data(const char *q, size_t n, const char *keyspace, bool *counter)
+{
+    sl_arena_t a;
+    sl_arena_init(&a, 0);
+    cn_stmt_t *st = sl_arena_alloc(&a, sizeof(*st));
+    char msg[256];
+    bool data = false;
+    *counter = false;
+    if (cn_parse(q, n, &a, st, msg, sizeof(msg)) == 0 &&
+        (st->kind == CN_ST_INSERT || st->kind == CN_ST_UPDATE || st->kind == CN_ST_DELETE ||
+         st->kind == CN_ST_SELECT)) {
+        const char *ks = st->ks != NULL ? st->ks : keyspace;
+        data = ks != NULL && ks[0] != '\0' && !ce_is_system(ks);
+        const ce_table_t *t = data ? ce_table_find(ks, st->name) : NULL;
+        *counter = t != NULL && t->counter && st->kind != CN_ST_SELECT;
+    }
+    sl_arena_free(&a);
+    return data;
+}
+
+bool cn_prepared_is_data(const uint8_t *id, size_t id_len, bool *counter)
+{
+    for (size_t i = 0; id_len == 16 && i < ce.nprep; i++) {
+        if (memcmp(ce.preps[i].id, id, 16) == 0) {
+            return cn_is_data(ce.preps[i].query, ce.preps[i].qlen, ce.preps[i].ks, counter);
+        }
+    }
+    *counter = false;
+    return false;
+}
+
 int cn_exec_prepared(const uint8_t *id, size_t id_len, const cn_request_t *req, sl_buf_t *out,
                      char *new_ks, cn_err_t *err)
 {
@@ -1603,6 +1651,49 @@ static const char *const ce_schema_tables[] = {
     "trigger_name))",
 };
 
+/* A version-4-shaped uuid derived from a host's address and port, so every
+ * node gives a host the same host_id. */
+static void ce_host_id(const char *addr, int port, char out[40])
+{
+    uint8_t u[16];
+    uint64_t h1 = 1469598103934665603ULL, h2 = 0x9e3779b97f4a7c15ULL;
+    char key[96];
+    snprintf(key, sizeof(key), "%s:%d", addr, port);
+    for (const char *p = key; *p; p++) {
+        h1 = (h1 ^ (uint8_t)*p) * 1099511628211ULL;
+        h2 = (h2 ^ (uint8_t)*p) * 0x100000001b3ULL + 7;
+    }
+    ce_put_be(u, h1, 8);
+    ce_put_be(u + 8, h2 ^ (h1 >> 7), 8);
+    u[6] = (uint8_t)((u[6] & 0x0f) | 0x40);
+    u[8] = (uint8_t)((u[8] & 0x3f) | 0x80);
+    snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+             u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+             u[14], u[15]);
+}
+
+/* Sets a row's tokens set<text> from a comma-separated list. */
+static void ce_set_tokens(ce_table_t *t, ce_row_t *row, const char *tokens)
+{
+    /* set<text>: [int n] then n [bytes] */
+    sl_buf_t set = SL_BUF_INIT;
+    sl_cql_wr_t w;
+    sl_cql_wr_init(&w, &set);
+    char *toks = sl_xstrdup(tokens);
+    int32_t n = 0;
+    sl_cql_wr_int(&w, 0);
+    for (char *save = NULL, *tok = strtok_r(toks, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        sl_cql_wr_bytes(&w, (sl_cql_bytes_t){(const uint8_t *)tok, (int32_t)strlen(tok)});
+        n++;
+    }
+    ce_put_be((uint8_t *)set.data, (uint64_t)n, 4);
+    ce_cell_set(&row->cells[ce_col_find(t, "tokens")],
+                (sl_cql_bytes_t){(const uint8_t *)set.data, (int32_t)set.len});
+    free(toks);
+    sl_buf_free(&set);
+}
+
 void cn_node_init(const cn_node_conf_t *conf)
 {
     ce.internal = true;
@@ -1627,14 +1718,8 @@ void cn_node_init(const cn_node_conf_t *conf)
     ce_internal("CREATE TABLE system.peers (peer inet PRIMARY KEY, data_center text, "
                 "host_id uuid, preferred_ip inet, rack text, release_version text, "
                 "rpc_address inet, schema_version uuid, tokens set<text>)");
-    uint8_t host_id[16];
-    ce_uuid_random(host_id);
     char hid[40];
-    snprintf(hid, sizeof(hid),
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", host_id[0],
-             host_id[1], host_id[2], host_id[3], host_id[4], host_id[5], host_id[6], host_id[7],
-             host_id[8], host_id[9], host_id[10], host_id[11], host_id[12], host_id[13],
-             host_id[14], host_id[15]);
+    ce_host_id(conf->listen, conf->port, hid);
     uint8_t sv[16];
     ce_uuid_random(sv);
     char svs[40];
@@ -1653,29 +1738,33 @@ void cn_node_init(const cn_node_conf_t *conf)
                   conf->listen, conf->cluster_name, conf->dc, hid, conf->listen, conf->rack,
                   conf->listen, conf->port, svs);
     ce_internal(q.data);
+    for (size_t i = 0; i < conf->n_peers; i++) {
+        const cn_peer_t *p = &conf->peers[i];
+        ce_host_id(p->addr, p->port, hid);
+        q.len = 0;
+        sl_buf_printf(&q,
+                      "INSERT INTO system.peers (peer, data_center, host_id, preferred_ip, rack, "
+                      "release_version, rpc_address, schema_version) VALUES ('%s', '%s', %s, "
+                      "'%s', '%s', '4.0.0', '%s', %s)",
+                      p->addr, conf->dc, hid, p->addr, conf->rack, p->addr, svs);
+        ce_internal(q.data);
+    }
     sl_buf_free(&q);
     ce.internal = false;
 
-    /* tokens set<text>: [int n] then n [bytes] */
     ce_table_t *t = ce_table_find("system", "local");
     sl_cql_bytes_t key = {(const uint8_t *)"local", 5};
     ce.local_row = ce_row_get(t, &key, false);
-    sl_buf_t set = SL_BUF_INIT;
-    sl_cql_wr_t w;
-    sl_cql_wr_init(&w, &set);
-    char *toks = sl_xstrdup(conf->tokens);
-    int32_t n = 0;
-    sl_cql_wr_int(&w, 0);
-    for (char *save = NULL, *tok = strtok_r(toks, ",", &save); tok != NULL;
-         tok = strtok_r(NULL, ",", &save)) {
-        sl_cql_wr_bytes(&w, (sl_cql_bytes_t){(const uint8_t *)tok, (int32_t)strlen(tok)});
-        n++;
+    ce_set_tokens(t, ce.local_row, conf->tokens);
+    t = ce_table_find("system", "peers");
+    for (size_t i = 0; i < conf->n_peers; i++) {
+        uint8_t addr[4];
+        if (inet_pton(AF_INET, conf->peers[i].addr, addr) != 1) {
+            sl_fatal("cqlnode: peer %s: not an IPv4 address", conf->peers[i].addr);
+        }
+        sl_cql_bytes_t pkey = {addr, 4};
+        ce_set_tokens(t, ce_row_get(t, &pkey, false), conf->peers[i].tokens);
     }
-    ce_put_be((uint8_t *)set.data, (uint64_t)n, 4);
-    ce_cell_set(&ce.local_row->cells[ce_col_find(t, "tokens")],
-                (sl_cql_bytes_t){(const uint8_t *)set.data, (int32_t)set.len});
-    free(toks);
-    sl_buf_free(&set);
 }
 
 void cn_node_free(void)
@@ -1793,7 +1882,7 @@ static void ce_json_value(sl_buf_t *b, const ce_col_t *col, const ce_cell_t *c)
     sl_buf_putc(b, '"');
 }
 
-int cn_dump(const char *path)
+int cn_dump(const char *path, const char *extra)
 {
     sl_buf_t b = SL_BUF_INIT;
     for (size_t i = 0; i < ce.ntables; i++) {
@@ -1819,6 +1908,10 @@ int cn_dump(const char *path)
             sl_buf_puts(&b, "}}\n");
         }
         free(rows);
+    }
+    if (extra != NULL) {
+        sl_buf_puts(&b, extra);
+        sl_buf_putc(&b, '\n');
     }
     sl_buf_t tmp = SL_BUF_INIT;
     sl_buf_printf(&tmp, "%s.tmp", path);

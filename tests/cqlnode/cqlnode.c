@@ -1,11 +1,28 @@
 /* cqlnode: an in-memory CQL native protocol v4 server for tests.
  *
  *   cqlnode --port N [--listen 127.0.0.1] [--ready-file PATH] [--dump-file PATH]
- *           [--tokens T1,T2] [--cluster-name NAME] [--dc DC] [--rack RACK]
+ *           [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] [--dc DC] [--rack RACK]
+ *           [--peer ADDR:PORT=T1[,T2...]]... [--schema-file PATH] [--control-file PATH]
  *
  * One thread, one epoll loop, any number of connections. SIGTERM/SIGINT stop
  * it with exit 0; SIGUSR1 writes the user tables as JSON lines to the dump
- * file. Exit 2 when the port cannot be bound. */
+ * file (with --dump-stats, then a line {"stats":{...}} of request counters).
+ * Exit 2 when the port cannot be bound or an option is wrong.
+ *
+ * A cluster is several processes, each on its own loopback address with the
+ * same port (127.0.0.1, 127.0.0.2, ...: drivers tell hosts apart by address),
+ * each told of the others with --peer so it lists them in system.peers. Each
+ * node keeps its own schema (--schema-file: CQL statements separated by ';'
+ * run at start) and stores only what it receives.
+ *
+ * Fault injection: SIGUSR2 re-reads --control-file and applies its lines in
+ * order, then writes the number of reads so far to PATH.applied:
+ *   error CODE [COUNT [MSG]]  answer the next COUNT (default 1; 0: all until
+ *                             cleared) QUERY/EXECUTE/BATCH requests on user
+ *                             keyspaces with ERROR CODE and its code-specific body
+ *   delay MS                  hold every response MS milliseconds (0: off)
+ *   drop                      close every client connection now
+ *   clear                     no error, no delay */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,12 +37,22 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cqlnode.h"
 
 /* The largest request body accepted (the spec's frame limit is 256 MB). */
 #define CS_MAX_BODY (64u * 1024u * 1024u)
+
+/* A response held back by the delay fault. */
+typedef struct cs_late cs_late_t;
+struct cs_late {
+    cs_late_t *next;
+    uint64_t due_ms;
+    size_t len;
+    uint8_t data[];
+};
 
 typedef struct cs_conn cs_conn_t;
 struct cs_conn {
@@ -37,14 +64,30 @@ struct cs_conn {
     bool closing;  /* close once out is flushed */
     bool want_out; /* EPOLLOUT registered */
     char keyspace[CN_NAME_MAX];
+    cs_late_t *late, *late_tail; /* due in order */
 };
 
 static struct {
     int ep;
     cs_conn_t *conns;
     const char *dump_file;
-    uint64_t requests;
+    bool dump_stats;
+    const char *control_file;
+    uint64_t control_reads;
+    /* faults */
+    int32_t err_code;
+    long err_left; /* > 0: that many more; -1: until cleared; 0: off */
+    char err_msg[256];
+    uint32_t delay_ms;
+    bool drop;
 } cs;
+
+static uint64_t cs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void cs_log(const char *fmt, ...) SL_PRINTF(1, 2);
 
@@ -84,11 +127,47 @@ static void cs_error(cs_conn_t *c, uint8_t version, int16_t stream, const cn_err
     sl_cql_wr_init(&w, &body);
     sl_cql_wr_int(&w, err->code);
     sl_cql_wr_string(&w, err->msg, strlen(err->msg));
-    if (err->code == SL_CQL_ERR_ALREADY_EXISTS) {
+    /* the code-specific part (spec section 9), as a replica set of one would give */
+    switch (err->code) {
+    case SL_CQL_ERR_UNAVAILABLE:
+        sl_cql_wr_short(&w, err->cl);
+        sl_cql_wr_int(&w, 1); /* required */
+        sl_cql_wr_int(&w, 0); /* alive */
+        break;
+    case SL_CQL_ERR_WRITE_TIMEOUT:
+    case SL_CQL_ERR_WRITE_FAILURE:
+        sl_cql_wr_short(&w, err->cl);
+        sl_cql_wr_int(&w, 0); /* received */
+        sl_cql_wr_int(&w, 1); /* blockfor */
+        if (err->code == SL_CQL_ERR_WRITE_FAILURE) {
+            sl_cql_wr_int(&w, 1); /* numfailures */
+        }
+        sl_cql_wr_string(&w, err->write_type, strlen(err->write_type));
+        break;
+    case SL_CQL_ERR_READ_TIMEOUT:
+    case SL_CQL_ERR_READ_FAILURE:
+        sl_cql_wr_short(&w, err->cl);
+        sl_cql_wr_int(&w, 0); /* received */
+        sl_cql_wr_int(&w, 1); /* blockfor */
+        if (err->code == SL_CQL_ERR_READ_FAILURE) {
+            sl_cql_wr_int(&w, 1); /* numfailures */
+        }
+        sl_cql_wr_byte(&w, 0); /* data_present */
+        break;
+    case SL_CQL_ERR_FUNCTION_FAILURE:
+        sl_cql_wr_string(&w, "ks", 2);
+        sl_cql_wr_string(&w, "fn", 2);
+        sl_cql_wr_short(&w, 0); /* arg_types: empty string list */
+        break;
+    case SL_CQL_ERR_ALREADY_EXISTS:
         sl_cql_wr_string(&w, err->ks, strlen(err->ks));
         sl_cql_wr_string(&w, err->table, strlen(err->table));
-    } else if (err->code == SL_CQL_ERR_UNPREPARED) {
+        break;
+    case SL_CQL_ERR_UNPREPARED:
         sl_cql_wr_short_bytes(&w, err->id, sizeof(err->id));
+        break;
+    default:
+        break;
     }
     cs_frame(c, version, stream, SL_CQL_OP_ERROR, &body);
     sl_buf_free(&body);
@@ -125,6 +204,7 @@ static int cs_read_params(sl_cql_rd_t *r, sl_arena_t *a, cn_request_t *req)
     if (sl_cql_rd_consistency(r, &cl) != 0 || sl_cql_rd_byte(r, &flags) != 0) {
         return -1;
     }
+    req->consistency = cl;
     if (flags & 0x01) {
         uint16_t n;
         if (sl_cql_rd_short(r, &n) != 0) {
@@ -172,6 +252,30 @@ static void cs_result(cs_conn_t *c, int16_t stream, int rc, const sl_buf_t *body
     } else {
         cs_error(c, SL_CQL_VERSION_RESPONSE, stream, err);
     }
+}
+
+/* If an error is being injected and the request is a data request, answers
+ * it with that error and returns true. write_type: for Write_timeout and
+ * Write_failure. */
+static bool cs_inject(cs_conn_t *c, int16_t stream, bool data, uint16_t cl, const char *write_type)
+{
+    if (cs.err_left == 0 || !data) {
+        return false;
+    }
+    if (cs.err_left > 0) {
+        cs.err_left--;
+    }
+    cn_err_t err;
+    memset(&err, 0, sizeof(err));
+    cn_fail(&err, cs.err_code, "%s", cs.err_msg);
+    err.cl = cl;
+    snprintf(err.write_type, sizeof(err.write_type), "%s", write_type);
+    if (cs.err_code == SL_CQL_ERR_UNPREPARED) {
+        memset(err.id, 0xee, sizeof(err.id));
+    }
+    cs_error(c, SL_CQL_VERSION_RESPONSE, stream, &err);
+    cn_stats.errors_injected++;
+    return true;
 }
 
 static void cs_batch(cs_conn_t *c, int16_t stream, sl_cql_rd_t *r, sl_arena_t *a)
@@ -222,6 +326,10 @@ static void cs_batch(cs_conn_t *c, int16_t stream, sl_cql_rd_t *r, sl_arena_t *a
                           r->err != NULL ? r->err : "malformed BATCH");
         return;
     }
+    static const char *const write_types[] = {"BATCH", "UNLOGGED_BATCH", "COUNTER"};
+    if (cs_inject(c, stream, n > 0, cl, write_types[type])) {
+        return;
+    }
     sl_buf_t scratch = SL_BUF_INIT;
     int rc = 0;
     for (uint16_t i = 0; i < n && rc == 0; i++) {
@@ -258,7 +366,7 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
     sl_arena_t a;
     sl_arena_init(&a, 0);
     sl_cql_rd_init(&r, f->body, f->body_len);
-    cs.requests++;
+    cn_stats.requests++;
     if (f->hdr.flags & SL_CQL_FLAG_COMPRESSION) {
         cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream,
                           "Compressed frame received but no compression was negotiated");
@@ -339,6 +447,12 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
             cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream, "malformed QUERY");
             break;
         }
+        cn_stats.queries++;
+        bool counter = false; /* classify only while injecting: it parses the query again */
+        bool data = cs.err_left != 0 && cn_is_data(q.data, q.len, c->keyspace, &counter);
+        if (cs_inject(c, stream, data, req.consistency, counter ? "COUNTER" : "SIMPLE")) {
+            break;
+        }
         int rc = cn_exec_query(q.data, q.len, &req, &body, c->keyspace, &err);
         cs_result(c, stream, rc, &body, &err);
         break;
@@ -349,6 +463,7 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
             cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream, "malformed PREPARE");
             break;
         }
+        cn_stats.prepares++;
         int rc = cn_exec_prepare(q.data, q.len, c->keyspace, &body, &err);
         cs_result(c, stream, rc, &body, &err);
         break;
@@ -360,11 +475,19 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
             cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream, "malformed EXECUTE");
             break;
         }
+        cn_stats.executes++;
+        bool counter = false;
+        bool data =
+            cs.err_left != 0 && cn_prepared_is_data(id.ptr, (size_t)SL_MAX(id.len, 0), &counter);
+        if (cs_inject(c, stream, data, req.consistency, counter ? "COUNTER" : "SIMPLE")) {
+            break;
+        }
         int rc = cn_exec_prepared(id.ptr, (size_t)id.len, &req, &body, c->keyspace, &err);
         cs_result(c, stream, rc, &body, &err);
         break;
     }
     case SL_CQL_OP_BATCH:
+        cn_stats.batches++;
         cs_batch(c, stream, &r, &a);
         break;
     case SL_CQL_OP_AUTH_RESPONSE:
@@ -427,8 +550,25 @@ static void cs_process(cs_conn_t *c)
             c->closing = true;
             break;
         }
+        size_t before = c->out.len;
         cs_request(c, &f);
         off += used;
+        if (cs.delay_ms > 0 && !c->closing && c->out.len > before) {
+            /* hold this response back: move it from out to the late queue */
+            size_t len = c->out.len - before;
+            cs_late_t *l = sl_xmalloc(sizeof(*l) + len);
+            l->next = NULL;
+            l->due_ms = cs_now_ms() + cs.delay_ms;
+            l->len = len;
+            memcpy(l->data, c->out.data + before, len);
+            c->out.len = before;
+            if (c->late_tail != NULL) {
+                c->late_tail->next = l;
+            } else {
+                c->late = l;
+            }
+            c->late_tail = l;
+        }
     }
     sl_buf_consume(&c->in, off);
 }
@@ -445,6 +585,11 @@ static void cs_close(cs_conn_t *c)
     }
     epoll_ctl(cs.ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
+    while (c->late != NULL) {
+        cs_late_t *l = c->late;
+        c->late = l->next;
+        free(l);
+    }
     sl_buf_free(&c->in);
     sl_buf_free(&c->out);
     free(c);
@@ -538,11 +683,235 @@ static void cs_accept(int lfd)
     }
 }
 
+static int cs_dump(void)
+{
+    char line[512];
+    snprintf(line, sizeof(line),
+             "{\"stats\":{\"requests\":%llu,\"queries\":%llu,\"executes\":%llu,"
+             "\"prepares\":%llu,\"batches\":%llu,\"rows_written\":%llu,"
+             "\"errors_injected\":%llu}}",
+             (unsigned long long)cn_stats.requests, (unsigned long long)cn_stats.queries,
+             (unsigned long long)cn_stats.executes, (unsigned long long)cn_stats.prepares,
+             (unsigned long long)cn_stats.batches, (unsigned long long)cn_stats.rows_written,
+             (unsigned long long)cn_stats.errors_injected);
+    return cn_dump(cs.dump_file, cs.dump_stats ? line : NULL);
+}
+
 static void cs_usage(void)
 {
     fprintf(stderr, "usage: cqlnode --port N [--listen ADDR] [--ready-file PATH] "
-                    "[--dump-file PATH] [--tokens T1,T2] [--cluster-name NAME] [--dc DC] "
-                    "[--rack RACK]\n");
+                    "[--dump-file PATH] [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] "
+                    "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...]]... "
+                    "[--schema-file PATH] [--control-file PATH]\n");
+}
+
+/* Reads a whole file into b (NUL-terminated). Returns 0 or -1 (errno set). */
+static int cs_read_file(const char *path, sl_buf_t *b)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        sl_buf_append(b, chunk, n);
+    }
+    int rc = ferror(f) ? -1 : 0;
+    fclose(f);
+    sl_buf_putc(b, '\0');
+    b->len--;
+    return rc;
+}
+
+/* Runs the statements of a schema file (separated by ';' outside quotes;
+ * "--" starts a comment to the end of the line). Returns 0 or -1. */
+static int cs_schema_file(const char *path)
+{
+    sl_buf_t b = SL_BUF_INIT;
+    int rc = -1;
+    char ks[CN_NAME_MAX] = "";
+    if (cs_read_file(path, &b) != 0) {
+        cs_log("--schema-file %s: %s", path, strerror(errno));
+        goto out;
+    }
+    char *p = b.data != NULL ? b.data : "";
+    for (;;) {
+        char *start = p;
+        char quote = 0;
+        for (; *p != '\0' && (quote != 0 || *p != ';'); p++) {
+            if (quote != 0) {
+                quote = *p == quote ? 0 : quote;
+            } else if (*p == '\'' || *p == '"') {
+                quote = *p;
+            } else if (p[0] == '-' && p[1] == '-') {
+                while (*p != '\0' && *p != '\n') {
+                    *p++ = ' ';
+                }
+                p--;
+            }
+        }
+        bool last = *p == '\0';
+        *p = '\0';
+        size_t n = strspn(start, " \t\r\n") == strlen(start) ? 0 : strlen(start);
+        if (n > 0) {
+            sl_buf_t res = SL_BUF_INIT;
+            cn_err_t err;
+            memset(&err, 0, sizeof(err));
+            cn_request_t req = {.keyspace = ks};
+            int qrc = cn_exec_query(start, n, &req, &res, ks, &err);
+            sl_buf_free(&res);
+            if (qrc != 0) {
+                cs_log("--schema-file %s: %s: %s", path, err.msg, start);
+                goto out;
+            }
+        }
+        if (last) {
+            break;
+        }
+        p++;
+    }
+    rc = 0;
+out:
+    sl_buf_free(&b);
+    return rc;
+}
+
+/* Applies one control line; returns 0 or -1 for a line it does not know. */
+static int cs_control_line(char *line)
+{
+    char *save = NULL;
+    char *cmd = strtok_r(line, " \t", &save);
+    if (cmd == NULL || cmd[0] == '#') {
+        return 0;
+    }
+    if (strcmp(cmd, "error") == 0) {
+        char *code = strtok_r(NULL, " \t", &save);
+        char *count = strtok_r(NULL, " \t", &save);
+        char *msg = strtok_r(NULL, "", &save);
+        char *end = NULL;
+        long v = code != NULL ? strtol(code, &end, 0) : -1;
+        if (code == NULL || *end != '\0' || v < 0 || v > 0xffff) {
+            return -1;
+        }
+        long left = 1;
+        if (count != NULL) {
+            left = strtol(count, &end, 10);
+            if (*end != '\0' || left < 0) {
+                return -1;
+            }
+        }
+        cs.err_code = (int32_t)v;
+        cs.err_left = left == 0 ? -1 : left;
+        snprintf(cs.err_msg, sizeof(cs.err_msg), "%s",
+                 msg != NULL ? msg : "Error injected by cqlnode");
+        return 0;
+    }
+    if (strcmp(cmd, "delay") == 0) {
+        char *ms = strtok_r(NULL, " \t", &save);
+        char *end = NULL;
+        long v = ms != NULL ? strtol(ms, &end, 10) : -1;
+        if (ms == NULL || *end != '\0' || v < 0 || v > 600000) {
+            return -1;
+        }
+        cs.delay_ms = (uint32_t)v;
+        return 0;
+    }
+    if (strcmp(cmd, "drop") == 0) {
+        cs.drop = true; /* after this round of events: they may name connections */
+        return 0;
+    }
+    if (strcmp(cmd, "clear") == 0) {
+        cs.err_left = 0;
+        cs.delay_ms = 0;
+        return 0;
+    }
+    return -1;
+}
+
+/* SIGUSR2: applies the control file's lines, then writes PATH.applied. */
+static void cs_control(void)
+{
+    sl_buf_t b = SL_BUF_INIT;
+    sl_buf_t tmp = SL_BUF_INIT;
+    if (cs.control_file == NULL) {
+        cs_log("SIGUSR2: no --control-file given");
+        goto out;
+    }
+    if (cs_read_file(cs.control_file, &b) != 0) {
+        cs_log("cannot read %s: %s", cs.control_file, strerror(errno));
+        goto out;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(b.data != NULL ? b.data : "", "\r\n", &save); line != NULL;
+         line = strtok_r(NULL, "\r\n", &save)) {
+        char copy[512];
+        snprintf(copy, sizeof(copy), "%s", line);
+        if (cs_control_line(line) != 0) {
+            cs_log("%s: ignoring bad line: %s", cs.control_file, copy);
+        } else if (copy[0] != '\0') {
+            cs_log("control: %s", copy);
+        }
+    }
+    cs.control_reads++;
+    sl_buf_printf(&tmp, "%s.applied.tmp", cs.control_file);
+    FILE *f = fopen(tmp.data, "w");
+    char final[4096];
+    snprintf(final, sizeof(final), "%s.applied", cs.control_file);
+    if (f == NULL || fprintf(f, "%llu\n", (unsigned long long)cs.control_reads) < 0 ||
+        fclose(f) != 0 || rename(tmp.data, final) != 0) {
+        cs_log("cannot write %s: %s", final, strerror(errno));
+    }
+out:
+    sl_buf_free(&tmp);
+    sl_buf_free(&b);
+}
+
+/* Moves the due delayed responses to their connections' output; returns the
+ * epoll timeout until the next one (-1: none). */
+static int cs_release_late(void)
+{
+    uint64_t now = cs_now_ms();
+    uint64_t next = UINT64_MAX;
+    cs_conn_t *c = cs.conns;
+    while (c != NULL) {
+        cs_conn_t *following = c->next;
+        bool moved = false;
+        while (c->late != NULL && c->late->due_ms <= now) {
+            cs_late_t *l = c->late;
+            sl_buf_append(&c->out, l->data, l->len);
+            c->late = l->next;
+            if (c->late == NULL) {
+                c->late_tail = NULL;
+            }
+            free(l);
+            moved = true;
+        }
+        if (moved && cs_flush(c) != 0) {
+            cs_close(c);
+        } else if (c->late != NULL) {
+            next = SL_MIN(next, c->late->due_ms);
+        }
+        c = following;
+    }
+    return next == UINT64_MAX ? -1 : (int)SL_MIN(next - now, (uint64_t)INT32_MAX);
+}
+
+/* Parses --peer ADDR:PORT=T1[,T2...] into *p (pointing into arg, modified). */
+static int cs_peer_parse(char *arg, cn_peer_t *p)
+{
+    char *eq = strchr(arg, '=');
+    char *colon = strchr(arg, ':');
+    if (eq == NULL || colon == NULL || colon > eq || eq[1] == '\0') {
+        return -1;
+    }
+    *colon = '\0';
+    *eq = '\0';
+    struct in_addr ia;
+    p->addr = arg;
+    p->port = atoi(colon + 1);
+    p->tokens = eq + 1;
+    return inet_pton(AF_INET, arg, &ia) == 1 && p->port > 0 && p->port <= 65535 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -555,10 +924,17 @@ int main(int argc, char **argv)
         .rack = "r1",
     };
     const char *ready_file = NULL;
+    const char *schema_file = NULL;
+    cn_peer_t peers[64];
+    size_t n_peers = 0;
     int port = -1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--dump-stats") == 0) {
+            cs.dump_stats = true;
+            continue;
+        }
         if (val == NULL) {
             cs_usage();
             return 2;
@@ -580,6 +956,19 @@ int main(int argc, char **argv)
             conf.dc = val;
         } else if (strcmp(arg, "--rack") == 0) {
             conf.rack = val;
+        } else if (strcmp(arg, "--peer") == 0) {
+            char given[256];
+            snprintf(given, sizeof(given), "%s", val);
+            if (n_peers == SL_ARRAY_LEN(peers) || cs_peer_parse(val, &peers[n_peers]) != 0) {
+                cs_log("--peer %s: want ADDR:PORT=TOKEN[,TOKEN...] (at most %zu)", given,
+                       SL_ARRAY_LEN(peers));
+                return 2;
+            }
+            n_peers++;
+        } else if (strcmp(arg, "--schema-file") == 0) {
+            schema_file = val;
+        } else if (strcmp(arg, "--control-file") == 0) {
+            cs.control_file = val;
         } else {
             cs_usage();
             return 2;
@@ -590,12 +979,15 @@ int main(int argc, char **argv)
         return 2;
     }
     conf.port = port;
+    conf.peers = peers;
+    conf.n_peers = n_peers;
 
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
@@ -612,6 +1004,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cn_node_init(&conf);
+    if (schema_file != NULL && cs_schema_file(schema_file) != 0) {
+        return 2;
+    }
 
     cs.ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &lfd};
@@ -635,7 +1030,7 @@ int main(int argc, char **argv)
     bool running = true;
     while (running) {
         struct epoll_event evs[64];
-        int n = epoll_wait(cs.ep, evs, SL_ARRAY_LEN(evs), -1);
+        int n = epoll_wait(cs.ep, evs, SL_ARRAY_LEN(evs), cs_release_late());
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -653,9 +1048,11 @@ int main(int argc, char **argv)
                     if (si.ssi_signo == SIGUSR1) {
                         if (cs.dump_file == NULL) {
                             cs_log("SIGUSR1: no --dump-file given");
-                        } else if (cn_dump(cs.dump_file) != 0) {
+                        } else if (cs_dump() != 0) {
                             cs_log("cannot write %s: %s", cs.dump_file, strerror(errno));
                         }
+                    } else if (si.ssi_signo == SIGUSR2) {
+                        cs_control();
                     } else {
                         running = false;
                     }
@@ -669,8 +1066,15 @@ int main(int argc, char **argv)
                 }
             }
         }
+        if (cs.drop) {
+            cs_log("control: dropping every client connection");
+            while (cs.conns != NULL) {
+                cs_close(cs.conns);
+            }
+            cs.drop = false;
+        }
     }
-    cs_log("stopping after %llu requests", (unsigned long long)cs.requests);
+    cs_log("stopping after %llu requests", (unsigned long long)cn_stats.requests);
     while (cs.conns != NULL) {
         cs_close(cs.conns);
     }

@@ -142,7 +142,16 @@ typedef struct cn_err {
     char msg[512];
     char ks[CN_NAME_MAX], table[CN_NAME_MAX]; /* AlreadyExists */
     uint8_t id[16];                           /* Unprepared */
+    uint16_t cl;                              /* Unavailable, timeouts, failures */
+    char write_type[32];                      /* Write_timeout, Write_failure */
 } cn_err_t;
+
+/* Another node of the cluster, announced in system.peers. */
+typedef struct cn_peer {
+    const char *addr;   /* IPv4 address: peer and rpc_address */
+    int port;           /* native port (only feeds the host_id) */
+    const char *tokens; /* comma-separated */
+} cn_peer_t;
 
 typedef struct cn_node_conf {
     const char *listen;       /* IPv4 address, e.g. 127.0.0.1 */
@@ -150,9 +159,23 @@ typedef struct cn_node_conf {
     const char *cluster_name; /* system.local cluster_name */
     const char *dc, *rack;
     int port; /* system.local rpc_port */
+    const cn_peer_t *peers;
+    size_t n_peers;
 } cn_node_conf_t;
 
-/* Creates the node's schema (system.local, system.peers). */
+/* Counters for the dump's stats line. requests counts every frame; queries,
+ * executes, prepares and batches their opcodes; rows_written each INSERT,
+ * UPDATE or DELETE applied to a user table (one per batch statement);
+ * errors_injected the ERRORs sent by fault injection. */
+typedef struct cn_stats {
+    uint64_t requests, queries, executes, prepares, batches, rows_written, errors_injected;
+} cn_stats_t;
+
+extern cn_stats_t cn_stats;
+
+/* Creates the node's schema (system.local, and system.peers with a row per
+ * peer). Every node derives a host's host_id from its address and port, so
+ * all nodes agree on it; peers report this node's schema_version. */
 void cn_node_init(const cn_node_conf_t *conf);
 void cn_node_free(void);
 
@@ -163,6 +186,7 @@ typedef struct cn_request {
     const char *const *names; /* NULL, or a name per value */
     size_t n_values;
     bool skip_metadata;
+    uint16_t consistency;
 } cn_request_t;
 
 /* Parses and runs one statement; on success appends the RESULT body to out
@@ -175,8 +199,15 @@ int cn_exec_prepare(const char *q, size_t n, const char *keyspace, sl_buf_t *out
 /* EXECUTE of a prepared id: as cn_exec_query (Unprepared for an unknown id). */
 int cn_exec_prepared(const uint8_t *id, size_t id_len, const cn_request_t *req, sl_buf_t *out,
                      char *new_ks, cn_err_t *err);
-/* Writes every user table as JSON lines (one object per row) to path. */
-int cn_dump(const char *path);
+/* Whether a statement is a data request (INSERT, UPDATE, DELETE or SELECT on
+ * a user keyspace) for fault injection; *counter tells a counter-table write.
+ * Statements that do not parse are not data requests. */
+bool cn_is_data(const char *q, size_t n, const char *keyspace, bool *counter);
+/* The same for a prepared id (false for an unknown id). */
+bool cn_prepared_is_data(const uint8_t *id, size_t id_len, bool *counter);
+/* Writes every user table as JSON lines (one object per row) to path, then
+ * the line extra (borrowed; NULL for none) if given. */
+int cn_dump(const char *path, const char *extra);
 
 /* Formats into err->msg and sets err->code; returns -1 for convenience. */
 int cn_fail(cn_err_t *err, int32_t code, const char *fmt, ...) SL_PRINTF(3, 4);
