@@ -1891,7 +1891,9 @@ int cn_dump(const char *path, const char *extra)
             continue;
         }
         ce_row_t **rows = sl_xmalloc((t->nrows + 1) * sizeof(*rows));
-        memcpy(rows, t->rows, t->nrows * sizeof(*rows));
+        if (t->nrows > 0) { /* an empty table has no rows array */
+            memcpy(rows, t->rows, t->nrows * sizeof(*rows));
+        }
         qsort_r(rows, t->nrows, sizeof(*rows), ce_cmp_rows, t);
         for (size_t r = 0; r < t->nrows; r++) {
             sl_buf_puts(&b, "{\"keyspace\":\"");

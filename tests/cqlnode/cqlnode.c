@@ -35,7 +35,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,6 +196,18 @@ static void cs_supported(cs_conn_t *c, int16_t stream)
 }
 
 /* Reads <query_parameters> (4.1.4) after the consistency. */
+static int cs_sig_wr = -1;
+
+/* Async-signal-safe: hands the signal number to the event loop. */
+static void cs_on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    int saved = errno;
+    ssize_t w = write(cs_sig_wr, &b, 1);
+    (void)w;
+    errno = saved;
+}
+
 static int cs_read_params(sl_cql_rd_t *r, sl_arena_t *a, cn_request_t *req)
 {
     uint16_t cl;
@@ -982,14 +993,24 @@ int main(int argc, char **argv)
     conf.peers = peers;
     conf.n_peers = n_peers;
 
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGUSR1);
-    sigaddset(&mask, SIGUSR2);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    /* Signals reach the loop through a self-pipe. (A blocked mask plus
+     * signalfd only works if every thread blocks them; under sanitizers a
+     * runtime thread may not, and SIGUSR1 then killed the node.) */
+    int sig_pipe[2];
+    if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        cs_log("pipe: %s", strerror(errno));
+        return 1;
+    }
+    cs_sig_wr = sig_pipe[1];
+    int sfd = sig_pipe[0];
+    struct sigaction act = {0};
+    act.sa_handler = cs_on_signal;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    sigaction(SIGTERM, &act, NULL);
+    sigaction(SIGINT, &act, NULL);
+    sigaction(SIGUSR1, &act, NULL);
+    sigaction(SIGUSR2, &act, NULL);
 
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, conf.listen, &sa.sin_addr) != 1) {
@@ -1043,15 +1064,15 @@ int main(int argc, char **argv)
             if (p == &lfd) {
                 cs_accept(lfd);
             } else if (p == &sfd) {
-                struct signalfd_siginfo si;
-                while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                    if (si.ssi_signo == SIGUSR1) {
+                unsigned char signo;
+                while (read(sfd, &signo, 1) == 1) {
+                    if (signo == SIGUSR1) {
                         if (cs.dump_file == NULL) {
                             cs_log("SIGUSR1: no --dump-file given");
                         } else if (cs_dump() != 0) {
                             cs_log("cannot write %s: %s", cs.dump_file, strerror(errno));
                         }
-                    } else if (si.ssi_signo == SIGUSR2) {
+                    } else if (signo == SIGUSR2) {
                         cs_control();
                     } else {
                         running = false;
@@ -1080,6 +1101,7 @@ int main(int argc, char **argv)
     }
     close(lfd);
     close(sfd);
+    close(sig_pipe[1]);
     close(cs.ep);
     cn_node_free();
     return 0;
