@@ -8,6 +8,7 @@ pkgs=(
   librdkafka-dev libyaml-dev libmicrohttpd-dev
   kcat python3
   python3-cassandra                      # an independent CQL driver that checks the CQL test node
+  tshark                                 # independent decoder of our CQL bytes
   libjsmn-dev libcjson-dev libyajl-dev   # JSON parser comparison (bench/)
   gnuplot-nox                            # benchmark plots
 )
