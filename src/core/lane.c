@@ -12,6 +12,9 @@
 #include "core/pipeline.h"
 #include "util/log.h"
 
+/* Sockets a sink may ask the lane loop to wait on (plugin.h pollfds). */
+#define LANE_MAX_SINK_FDS 256
+
 /* record states in sl_batch_t.state */
 enum { REC_PENDING = 0, REC_DONE = 1 };
 
@@ -867,8 +870,9 @@ static void *lane_main(void *arg)
         lane_check_revoke(lane);
         lane_check_stop(lane);
 
-        if (got == (size_t)lane->cfg->runtime.batch_size) {
-            continue; /* more is probably queued */
+        bool more = got == (size_t)lane->cfg->runtime.batch_size; /* more is probably queued */
+        if (more && !lane->sink->pollfds) {
+            continue;
         }
         int timeout = 100;
         if (lane->n_retries > 0) {
@@ -878,8 +882,20 @@ static void *lane_main(void *arg)
         if (lane->n_dlq_wait > 0 || lane->revoke_req || lane->stop_req || lane->store_dirty) {
             timeout = SL_MIN(timeout, 10);
         }
-        struct pollfd pfd = {.fd = lane->wake[0], .events = POLLIN};
-        poll(&pfd, 1, timeout);
+        if (more) {
+            timeout = 0; /* only collect the sink's socket events */
+        }
+        struct pollfd pfd[LANE_MAX_SINK_FDS + 1];
+        pfd[0] = (struct pollfd){.fd = lane->wake[0], .events = POLLIN};
+        int nfds = 0;
+        if (lane->sink->pollfds) {
+            nfds = lane->sink->pollfds(lane->sink_ctx, pfd + 1, LANE_MAX_SINK_FDS, &timeout);
+            nfds = SL_MAX(0, SL_MIN(nfds, LANE_MAX_SINK_FDS));
+        }
+        poll(pfd, (nfds_t)nfds + 1, SL_MAX(timeout, 0));
+        if (lane->sink->io) {
+            lane->sink->io(lane->sink_ctx, pfd + 1, nfds);
+        }
     }
     return NULL;
 }

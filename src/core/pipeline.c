@@ -389,6 +389,10 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
     sl_buf_printf(out, "sluice_batch_latency_seconds_sum %.6f\n", (double)sum_us / 1e6);
     sl_buf_printf(out, "sluice_batch_latency_seconds_count %llu\n", (unsigned long long)count);
 
+    if (pl->cfg->sink->metrics && pl->sink_shared) {
+        pl->cfg->sink->metrics(pl->sink_shared, out);
+    }
+
     sl_prom_header(out, "sluice_partition_assigned", "gauge",
                    "1 if the partition is assigned to this instance.");
     pthread_mutex_lock(&pl->mu);

@@ -9,6 +9,7 @@
 #ifndef SL_CORE_PLUGIN_H
 #define SL_CORE_PLUGIN_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,8 +54,19 @@ typedef struct sl_sink_plugin {
     void (*poll)(void *ctx);
     /* Pushes out anything buffered (shutdown, revoke). May be NULL. */
     void (*flush)(void *ctx);
+    /* Sockets the lane's loop should sleep on besides its own wake-up pipe
+     * (a sink that owns connections, like cassandra). Fills at most max
+     * entries and returns how many; lowers *timeout_ms to its next timer.
+     * Called right before the lane sleeps. May be NULL. */
+    int (*pollfds)(void *ctx, struct pollfd *fds, int max, int *timeout_ms);
+    /* Called right after the lane's poll() returns with the entries pollfds
+     * filled and their revents (also after a timeout). May be NULL. */
+    void (*io)(void *ctx, const struct pollfd *fds, int n);
     /* For /readyz: can the sink take writes now? NULL means always. Any thread. */
     bool (*ready)(void *shared);
+    /* Appends the sink's own Prometheus metrics (HELP/TYPE lines included) to
+     * out, from shared state. Any thread (the /metrics thread). May be NULL. */
+    void (*metrics)(void *shared, sl_buf_t *out);
     void (*close)(void *ctx);
     void (*fini)(void *shared);
 } sl_sink_plugin_t;
