@@ -7,3 +7,5 @@ echo "== JSON parser comparison (bench/json_parsers)"
 "$build/json_parsers"
 echo "== spine: raw consumption vs sluice run --until-end (null sink)"
 /usr/bin/python3 bench/spine.py "$build" --out docs
+echo "== cassandra sink: CQL test node ceiling (bench/cql_load) vs sluice run --until-end"
+/usr/bin/python3 bench/cassandra.py "$build" --out docs

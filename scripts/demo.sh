@@ -16,7 +16,11 @@ fi
 "$bin/sluice" dev-broker --port "$port" --topic site_events:4 --topic site_events.dlq:1 \
   --bootstrap-file "$work/bootstrap" >/dev/null 2>"$work/broker.log" &
 broker=$!
-trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true' EXIT
+node=
+cleanup() {
+  for p in $node $broker; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
 for _ in $(seq 100); do [ -s "$work/bootstrap" ] && break; sleep 0.1; done
 export KAFKA_BROKERS=$(cat "$work/bootstrap")
 echo "== dev broker at $KAFKA_BROKERS (a development broker: librdkafka's mock cluster)"
@@ -55,3 +59,26 @@ for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
 print(f"\n== {n} records dead-lettered; logs in .demo/")
 PY
 echo "== $(wc -l < "$work/out.jsonl") records out (above, on stdout)"
+
+echo
+echo "== Cassandra: the CQL test node (tests/cqlnode, an in-memory CQL v4 server) and"
+echo "== examples/site_stats_cassandra.yaml: the same events as counter updates"
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cql_port=$(free_port)
+cat > "$work/schema.cql" <<'CQL'
+CREATE KEYSPACE stats WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};
+CREATE TABLE stats.site_stats (date date, site_id int, views counter, clicks counter,
+                               PRIMARY KEY ((date, site_id)));
+CQL
+"$bin/cqlnode" --port "$cql_port" --schema-file "$work/schema.cql" \
+  --ready-file "$work/cql.ready" 2>"$work/cqlnode.log" &
+node=$!
+for _ in $(seq 100); do [ -e "$work/cql.ready" ] && break; sleep 0.1; done
+echo "== sluice run examples/site_stats_cassandra.yaml --until-end   (cqlnode at 127.0.0.1:$cql_port)"
+CASSANDRA_PORT=$cql_port OUT_DIR="$work" METRICS_LISTEN="127.0.0.1:$(free_port)" GROUP=demo-cassandra \
+  "$bin/sluice" run "$here/examples/site_stats_cassandra.yaml" --until-end 2>"$work/sluice-cassandra.log"
+grep 'summary' "$work/sluice-cassandra.log" || true
+echo "== SELECT * FROM stats.site_stats  (read back over CQL with tests/tools/cqlcli)"
+echo "query SELECT * FROM stats.site_stats" > "$work/select.cql"
+"$bin/cqlcli" --host 127.0.0.1 --port "$cql_port" "$work/select.cql" 2>"$work/cqlcli.log" | tee "$work/site_stats.rows"
+echo "== $(grep -c '^{' "$work/site_stats.rows") counter rows; dead-lettered: $(wc -l < "$work/site_events.dlq.jsonl") (in .demo/site_events.dlq.jsonl)"

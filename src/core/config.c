@@ -21,7 +21,7 @@ static const sl_option_t kafka_options[] = {
      "Any librdkafka consumer property, passed through (e.g. `session.timeout.ms: 6000`, "
      "`security.protocol`). Sluice's defaults: `auto.offset.reset: earliest`, "
      "`enable.auto.commit: true` with `auto.commit.interval.ms: 1000` (only offsets below the "
-     "done watermark are ever stored), `queued.max.messages.kbytes: 4096` per lane (bounds "
+     "done watermark are ever stored), `queued.max.messages.kbytes: 2048` per lane (bounds "
      "prefetch memory; raise it if a single lane cannot keep up) and "
      "`queued.min.messages: 1000000` (a count threshold stalls librdkafka 2.0.2's refills), "
      "`fetch.max.bytes: 8388608`. "
@@ -48,13 +48,14 @@ static const sl_option_t runtime_options[] = {
      10000000, NULL,
      "Records per lane consumed but not yet acknowledged; at this limit the lane stops taking "
      "messages (back-pressure)."},
-    {"pause_after", SL_OPT_DURATION, offsetof(sl_runtime_opts_t, pause_after_ms), "0ms", false, 0,
+    {"pause_after", SL_OPT_DURATION, offsetof(sl_runtime_opts_t, pause_after_ms), "100ms", false, 0,
      3600000, NULL,
      "How long a lane may stay blocked (sink full or down, retries pending, in-flight budget "
-     "used up) before it pauses its partitions so librdkafka stops fetching. Until then it only "
-     "stops taking messages from its bounded prefetch queue. Each pause/resume makes librdkafka "
-     "drop and refetch what it had prefetched; a pause keeps memory lowest (measured: 21 MiB "
-     "behind a stalled sink with 0ms, 74 MiB with 500ms)."},
+     "used up) with no record acknowledged before it pauses its partitions so librdkafka stops "
+     "fetching. A sink that is at its budget but acknowledging records is busy, not stalled: the "
+     "lane only stops taking messages from its bounded prefetch queue. Each pause/resume makes "
+     "librdkafka drop and refetch what it had prefetched (0ms pauses at every block: lowest "
+     "memory behind a stalled sink, but a busy sink then runs far below its speed)."},
     {"shutdown_timeout", SL_OPT_DURATION, offsetof(sl_runtime_opts_t, shutdown_timeout_ms), "30s",
      false, 0, 86400000, NULL,
      "On SIGTERM/SIGINT: how long to wait for in-flight records before committing and exiting."},
@@ -149,6 +150,7 @@ static int config_sink(const sl_node_t *sec, const char *file, sl_config_t *cfg,
     }
     snprintf(cfg->sink_name, sizeof(cfg->sink_name), "sink.%s", cfg->sink->name);
     cfg->sink_opts = sl_xcalloc(1, cfg->sink->opts_size);
+    cfg->sink_node = opts;
     return sl_options_apply(cfg->sink->options, cfg->sink_opts, opts, file, errs);
 }
 

@@ -41,6 +41,7 @@ struct sl_lane {
     rd_kafka_queue_t *q;
     int wake[2];
     char name[32];
+    uint64_t acks; /* results from the sink and the dead-letter path: progress */
 
     pthread_mutex_t mu; /* guards posts */
     lane_post_t *posts;
@@ -441,6 +442,7 @@ static void lane_dead_letter(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const
 void sl_batch_result(sl_batch_t *b, uint32_t idx, sl_status_t status, const char *reason)
 {
     sl_lane_t *lane = b->lane;
+    lane->acks++;
     SL_M_ADD(&lane->m, sink_in_flight, -1);
     switch (status) {
     case SL_STATUS_OK:
@@ -461,6 +463,7 @@ void sl_batch_result(sl_batch_t *b, uint32_t idx, sl_status_t status, const char
 void sl_batch_dlq_result(sl_batch_t *b, uint32_t idx, sl_status_t status)
 {
     sl_lane_t *lane = b->lane;
+    lane->acks++;
     if (status == SL_STATUS_OK) {
         SL_M_ADD(&lane->m, dead_lettered, 1);
         rec_done(b, idx);
@@ -817,7 +820,8 @@ static void *lane_main(void *arg)
 {
     sl_lane_t *lane = arg;
     bool paused = false;
-    int64_t blocked_since = 0;
+    int64_t blocked_since = 0; /* blocked with no acknowledgement since */
+    uint64_t acks_seen = 0;
     while (!lane->quit) {
         lane_drain_wake(lane);
         lane_run_posts(lane);
@@ -839,16 +843,19 @@ static void *lane_main(void *arg)
         /* Back-pressure. While the sink, the dead-letter path or the
          * in-flight budget is full the lane stops taking messages: its
          * prefetch queue is bounded (queued.max.messages.kbytes), so memory
-         * is too. If that lasts pause_after, the partitions are paused so
-         * librdkafka stops fetching (each pause/resume makes librdkafka drop
-         * and refetch what it prefetched, so momentary blocks do not pause).
-         * Resume once unblocked and down to half the in-flight budget. */
+         * is too. If it stays blocked for pause_after with no acknowledgement
+         * at all (a stalled or down sink, not a busy one), the partitions are
+         * paused so librdkafka stops fetching (each pause/resume makes
+         * librdkafka drop and refetch what it prefetched, so a sink that is
+         * merely at its budget while writing never pauses). Resume once
+         * unblocked and down to half the in-flight budget. */
         bool blocked = lane_blocked(lane) || lane->stopping;
         if (!blocked) {
             blocked_since = 0;
-        } else if (blocked_since == 0) {
-            blocked_since = now;
+        } else if (blocked_since == 0 || lane->acks != acks_seen) {
+            blocked_since = now; /* blocked, but the sink is making progress: busy, not stalled */
         }
+        acks_seen = lane->acks;
         bool want_pause =
             blocked && (lane->stopping || now - blocked_since >= lane->cfg->runtime.pause_after_ms);
         if (want_pause) {

@@ -49,7 +49,8 @@ typedef struct sl_config {
     sl_schema_t schema;
     const sl_sink_plugin_t *sink;
     void *sink_opts;
-    char sink_name[48]; /* "sink.stdout" */
+    const sl_node_t *sink_node; /* the sink's option map, in doc */
+    char sink_name[48];         /* "sink.stdout" */
     const sl_dlq_plugin_t *dlq;
     void *dlq_opts;
     char dlq_name[48];

@@ -34,6 +34,8 @@ typedef struct sl_pipeline_info {
     const char *source_brokers;
     const char *source_group;
     const sl_schema_t *schema;
+    const char *config_path;    /* for "file:line:" in errors */
+    const sl_node_t *sink_node; /* the sink's option map (lines for errors), or NULL */
 } sl_pipeline_info_t;
 
 typedef struct sl_sink_plugin {

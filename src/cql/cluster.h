@@ -7,6 +7,9 @@
  * results to sl_cql_cluster_process(), and wakes up no later than
  * sl_cql_cluster_next_timeout_ms(). A session and its callbacks belong to the
  * thread that calls process. One session per thread (Sluice: one per lane).
+ * Requests sent between two process calls get their deadlines from the time
+ * given to the last call (as in cql/conn.h), so call process after every
+ * wake-up from poll, before sending.
  *
  * What happens inside process:
  * - A control connection to the first contact point that answers (then the
@@ -48,6 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cql/conn.h" /* sl_cql_send_rc_t */
 #include "cql/frame.h"
 #include "cql/result.h"
 #include "util/common.h"
@@ -57,8 +61,9 @@ typedef struct sl_cql_cluster sl_cql_cluster_t;
 typedef struct sl_cql_cluster_opts {
     const char *const *contact_points; /* numeric addresses or names; n_contact_points >= 1 */
     size_t n_contact_points;
-    int port;                  /* 0: 9042 */
-    const char *keyspace;      /* USE on every connection, and the replication to route by; may be NULL */
+    int port; /* 0: 9042 */
+    const char
+        *keyspace; /* USE on every connection, and the replication to route by; may be NULL */
     const char *local_dc;      /* NULL: the data center of the first contact point reached */
     const char *user;          /* SASL PLAIN (PasswordAuthenticator); NULL: none */
     const char *password;      /* never logged, never in an error message */
@@ -100,7 +105,9 @@ void sl_cql_cluster_process(sl_cql_cluster_t *c, const struct pollfd *fds, int n
 int64_t sl_cql_cluster_next_timeout_ms(const sl_cql_cluster_t *c);
 
 /* True when discovery is done and at least one local host has a ready
- * connection on which every registered statement is prepared. */
+ * connection on which every registered statement is prepared (statements
+ * that failed to prepare, see sl_cql_cluster_prepare_error, do not count:
+ * sending them gives SL_CQL_SEND_INVALID with the server's message). */
 bool sl_cql_cluster_ready(const sl_cql_cluster_t *c);
 /* Why the session cannot send now (e.g. "127.0.0.1:9042: connection refused;
  * no host of data center dc1 is up"), or "" when it can. Borrowed. */
@@ -111,12 +118,18 @@ const char *sl_cql_cluster_error(const sl_cql_cluster_t *c);
 typedef struct sl_cql_host_info {
     const char *address; /* "127.0.0.2" (borrowed) */
     const char *dc, *rack;
-    bool local; /* in the local data center */
-    bool up;    /* has a ready connection */
+    bool local;        /* in the local data center */
+    bool up;           /* has a ready connection */
     uint64_t requests; /* requests sent to it by this session */
+    /* Has a ready connection on which every registered statement is
+     * prepared (requests for it can go there now). */
+    bool ready;
 } sl_cql_host_info_t;
 
-/* Number of hosts discovered (all data centers), and host i of them. */
+/* Number of hosts discovered (all data centers), and host i of them. Hosts
+ * are never removed from the list, so an index (sl_cql_outcome_t.host) stays
+ * valid for the session's life: a host that left the cluster stays, with
+ * local and up false and no connections. */
 size_t sl_cql_cluster_hosts(const sl_cql_cluster_t *c);
 void sl_cql_cluster_host(const sl_cql_cluster_t *c, size_t i, sl_cql_host_info_t *out);
 
@@ -140,15 +153,15 @@ const char *sl_cql_cluster_prepare_error(const sl_cql_cluster_t *c, int h);
 /* How a request ended. The callback runs exactly once per request, from
  * process or destroy, never from the send call. */
 typedef struct sl_cql_outcome {
-    bool ok;          /* a RESULT arrived */
+    bool ok;                           /* a RESULT arrived */
     const sl_cql_response_t *response; /* ok: the decoded RESULT (borrowed for the call) */
     /* Not ok: */
     sl_cql_errclass_t cls; /* RETRIABLE, PERMANENT, FATAL or REPREPARE */
     int32_t code;          /* the server's error code, or -1 for TIMEOUT/LOST */
     bool maybe_applied;    /* the request may have been executed */
     sl_cql_write_type_t write_type;
-    const char *message;   /* "host 127.0.0.2: Write_timeout: ..." (borrowed for the call) */
-    int host;              /* index of the host it was sent to (sl_cql_cluster_host) */
+    const char *message; /* "host 127.0.0.2: Write_timeout: ..." (borrowed for the call) */
+    int host;            /* index of the host it was sent to (sl_cql_cluster_host) */
 } sl_cql_outcome_t;
 
 typedef void (*sl_cql_cluster_cb)(void *ctx, const sl_cql_outcome_t *outcome);

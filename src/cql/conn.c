@@ -405,6 +405,16 @@ static int cc_check_frame(const sl_buf_t *out, size_t start, int32_t stream)
     return 0;
 }
 
+/* A request's deadline counts from when it is sent, not from the last
+ * process call (an idle connection may not have been processed for long). */
+static void cc_refresh_now(sl_cql_conn_t *conn)
+{
+    int64_t now = sl_now_ms();
+    if (now > conn->now) {
+        conn->now = now;
+    }
+}
+
 /* Queues a frame on a new stream. kind CC_KIND_USER gets the deadline list;
  * handshake steps are covered by the handshake deadline. */
 static sl_cql_send_rc_t cc_send(sl_cql_conn_t *conn, cc_kind_t kind, sl_cql_conn_build_fn build,
@@ -467,6 +477,7 @@ sl_cql_send_rc_t sl_cql_conn_send(sl_cql_conn_t *conn, sl_cql_conn_build_fn buil
     if (conn->state != SL_CQL_CONN_READY) {
         return SL_CQL_SEND_DOWN;
     }
+    cc_refresh_now(conn);
     return cc_send(conn, CC_KIND_USER, build, arg, NULL, 0, cb, ctx, err);
 }
 
@@ -476,6 +487,7 @@ sl_cql_send_rc_t sl_cql_conn_send_frame(sl_cql_conn_t *conn, const uint8_t *fram
     if (conn->state != SL_CQL_CONN_READY) {
         return SL_CQL_SEND_DOWN;
     }
+    cc_refresh_now(conn);
     return cc_send(conn, CC_KIND_USER, NULL, NULL, frame, len, cb, ctx, err);
 }
 
@@ -815,11 +827,13 @@ static void cc_timers(sl_cql_conn_t *conn)
         s->state = CC_SLOT_TIMED_OUT;
         conn->n_timed_out++;
         conn->st.timeouts++;
+        /* Always maybe applied: a frame not (fully) written yet stays in the
+         * output buffer and still reaches the server once the socket drains. */
         sl_cql_conn_err_t e = {
             .code = SL_CQL_REQ_TIMEOUT,
             .retriable = true,
             .fatal = false,
-            .maybe_applied = conn->out_written >= s->end_off,
+            .maybe_applied = true,
             .msg = "no response within the request timeout",
         };
         sl_cql_conn_cb cb = s->cb;

@@ -14,9 +14,10 @@
  * taken, sl_cql_conn_send returns SL_CQL_SEND_AGAIN (back-pressure).
  *
  * Time: every deadline is on the clock of sl_now_ms() (monotonic ms). The
- * connection caches the now_ms given to the last process call (creation reads
- * sl_now_ms()) and uses it for requests sent between two calls, like nginx's
- * cached time. A now_ms smaller than the cached one is ignored.
+ * connection caches the now_ms given to the last process call for its timers;
+ * a request's deadline counts from sl_now_ms() read when it is sent (an idle
+ * connection may not have been processed for a long time). A now_ms smaller
+ * than the cached one is ignored.
  *
  * Threads: a connection and its callbacks belong to the thread that calls
  * process; nothing here is thread-safe. Self-contained: depends only on
@@ -56,8 +57,9 @@ typedef struct sl_cql_conn_err {
     sl_cql_req_status_t code;
     bool retriable; /* always true: another connection may succeed */
     bool fatal;     /* this connection is unusable (LOST) */
-    /* The whole request was written to the socket: the server may have
-     * executed it. Retry only idempotent requests then. */
+    /* The server may have executed the request: always for TIMEOUT (a
+     * frame not yet written stays queued and is still sent), for LOST when
+     * the whole frame was written. Retry only idempotent requests then. */
     bool maybe_applied;
     const char *msg; /* borrowed, valid during the callback */
 } sl_cql_conn_err_t;

@@ -4,6 +4,7 @@
 #ifndef SL_CQL_TYPES_H
 #define SL_CQL_TYPES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,5 +37,23 @@ void sl_cql_encode_text(sl_buf_t *out, const char *s, size_t n);
 SL_WUR int sl_cql_encode_date(sl_buf_t *out, int64_t days);
 /* timestamp: 8-byte two's complement milliseconds since the Unix epoch. */
 void sl_cql_encode_timestamp(sl_buf_t *out, int64_t ms);
+/* boolean: one byte, 1 or 0. */
+void sl_cql_encode_boolean(sl_buf_t *out, bool v);
+/* double / float: IEEE 754 binary64 / binary32, big-endian. */
+void sl_cql_encode_double(sl_buf_t *out, double v);
+void sl_cql_encode_float(sl_buf_t *out, float v);
+/* smallint / tinyint: 2-byte / 1-byte two's complement. */
+void sl_cql_encode_smallint(sl_buf_t *out, int16_t v);
+void sl_cql_encode_tinyint(sl_buf_t *out, int8_t v);
+/* varint: the shortest big-endian two's complement form (1 to 8 bytes). */
+void sl_cql_encode_varint(sl_buf_t *out, int64_t v);
+
+/* Parses the canonical text form of a uuid (8-4-4-4-12 hex digits, either
+ * case; s borrows n bytes) into its 16 bytes. Returns 0, or -1 if s is not
+ * one. The version is out[6] >> 4 (1 for a timeuuid). */
+SL_WUR int sl_cql_uuid_parse(const char *s, size_t n, uint8_t out[16]);
+/* Parses an IPv4 (dotted quad) or IPv6 address (s borrows n bytes) into
+ * out: 4 or 16 bytes, the count in *len. Returns 0, or -1 if s is neither. */
+SL_WUR int sl_cql_inet_parse(const char *s, size_t n, uint8_t out[16], size_t *len);
 
 #endif

@@ -32,7 +32,7 @@ static const struct {
      * threshold that a fast lane crosses constantly stalls it. So the count
      * is effectively off and the byte budget bounds memory (Sluice's own
      * in-flight budget and pausing do the rest). */
-    {"queued.max.messages.kbytes", "4096"},
+    {"queued.max.messages.kbytes", "2048"},
     {"queued.min.messages", "1000000"},
     {"fetch.max.bytes", "8388608"},
 };

@@ -50,6 +50,10 @@ typedef struct ce_prep {
     char *query;
     size_t qlen;
     char *ks;
+    /* The statement parsed once at PREPARE (parsing is pure, so EXECUTE runs
+     * the same parse without redoing it); st lives in *arena. Owned. */
+    sl_arena_t *arena;
+    cn_stmt_t *st;
 } ce_prep_t;
 
 static struct {
@@ -1483,6 +1487,13 @@ int cn_exec_prepare(const char *q, size_t n, const char *keyspace, sl_buf_t *out
         p->query = sl_xstrndup(q, n);
         p->qlen = n;
         p->ks = sl_xstrdup(keyspace);
+        p->arena = sl_xcalloc(1, sizeof(*p->arena));
+        sl_arena_init(p->arena, 0);
+        p->st = sl_arena_alloc(p->arena, sizeof(*p->st));
+        char msg[sizeof(err->msg)];
+        if (cn_parse(q, n, p->arena, p->st, msg, sizeof(msg)) != 0) {
+            sl_fatal("cqlnode: a prepared statement does not parse twice: %s", msg);
+        }
     }
     sl_cql_wr_t w;
     sl_cql_wr_init(&w, out);
@@ -1543,6 +1554,21 @@ out:
     return rc;
 }
 
+/* cn_is_data for a parsed statement. */
+static bool ce_stmt_is_data(const cn_stmt_t *st, const char *keyspace, bool *counter)
+{
+    bool data = false;
+    *counter = false;
+    if (st->kind == CN_ST_INSERT || st->kind == CN_ST_UPDATE || st->kind == CN_ST_DELETE ||
+        st->kind == CN_ST_SELECT) {
+        const char *ks = st->ks != NULL ? st->ks : keyspace;
+        data = ks != NULL && ks[0] != '\0' && !ce_is_system(ks);
+        const ce_table_t *t = data ? ce_table_find(ks, st->name) : NULL;
+        *counter = t != NULL && t->counter && st->kind != CN_ST_SELECT;
+    }
+    return data;
+}
+
 bool cn_is_data(const char *q, size_t n, const char *keyspace, bool *counter)
 {
     sl_arena_t a;
@@ -1551,13 +1577,8 @@ bool cn_is_data(const char *q, size_t n, const char *keyspace, bool *counter)
     char msg[256];
     bool data = false;
     *counter = false;
-    if (cn_parse(q, n, &a, st, msg, sizeof(msg)) == 0 &&
-        (st->kind == CN_ST_INSERT || st->kind == CN_ST_UPDATE || st->kind == CN_ST_DELETE ||
-         st->kind == CN_ST_SELECT)) {
-        const char *ks = st->ks != NULL ? st->ks : keyspace;
-        data = ks != NULL && ks[0] != '\0' && !ce_is_system(ks);
-        const ce_table_t *t = data ? ce_table_find(ks, st->name) : NULL;
-        *counter = t != NULL && t->counter && st->kind != CN_ST_SELECT;
+    if (cn_parse(q, n, &a, st, msg, sizeof(msg)) == 0) {
+        data = ce_stmt_is_data(st, keyspace, counter);
     }
     sl_arena_free(&a);
     return data;
@@ -1567,7 +1588,7 @@ bool cn_prepared_is_data(const uint8_t *id, size_t id_len, bool *counter)
 {
     for (size_t i = 0; id_len == 16 && i < ce.nprep; i++) {
         if (memcmp(ce.preps[i].id, id, 16) == 0) {
-            return cn_is_data(ce.preps[i].query, ce.preps[i].qlen, ce.preps[i].ks, counter);
+            return ce_stmt_is_data(ce.preps[i].st, ce.preps[i].ks, counter);
         }
     }
     *counter = false;
@@ -1581,7 +1602,16 @@ int cn_exec_prepared(const uint8_t *id, size_t id_len, const cn_request_t *req, 
         if (memcmp(ce.preps[i].id, id, 16) == 0) {
             cn_request_t r = *req;
             r.keyspace = ce.preps[i].ks;
-            return cn_exec_query(ce.preps[i].query, ce.preps[i].qlen, &r, out, new_ks, err);
+            /* as cn_exec_query, with the statement parsed at PREPARE */
+            sl_arena_t a;
+            sl_arena_init(&a, 0);
+            size_t before = out->len;
+            int rc = ce_run(ce.preps[i].st, &r, &a, out, new_ks, err);
+            if (rc != 0) {
+                out->len = before;
+            }
+            sl_arena_free(&a);
+            return rc;
         }
     }
     memset(err->id, 0, sizeof(err->id));
@@ -1791,6 +1821,8 @@ void cn_node_free(void)
     for (size_t i = 0; i < ce.nprep; i++) {
         free(ce.preps[i].query);
         free(ce.preps[i].ks);
+        sl_arena_free(ce.preps[i].arena);
+        free(ce.preps[i].arena);
     }
     free(ce.preps);
     memset(&ce, 0, sizeof(ce));

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cql/conn.h"
@@ -727,6 +728,55 @@ TEST(timeout_then_late_response)
     g_skew = 0;
 }
 
+/* A request that times out before a byte of it was written stays queued and
+ * still reaches the server: its fate is unknown, never "not applied" (a
+ * caller that believed otherwise would resend a counter update twice). */
+TEST(timeout_before_written_is_maybe_applied)
+{
+    g_skew = 0;
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {.request_timeout_ms = 1000, .heartbeat_interval_ms = -1};
+    sl_cql_conn_t *c = client(&s, &o);
+    CHECK(srv_handshake(&s, c));
+    qarg_t q = {"UPDATE counters"};
+    rec_t r = {0};
+    CHECK_INT(send_q(c, &q, &r), SL_CQL_SEND_OK); /* queued, not written yet */
+    g_skew += 1500;
+    pump(c, 0); /* timers run before the write */
+    CHECK_INT(r.calls, 1);
+    CHECK_INT(r.status, SL_CQL_REQ_TIMEOUT);
+    CHECK(r.maybe_applied);
+    rq_t rq;
+    CHECK(srv_next(&s, c, &rq)); /* and the server does get it */
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+    g_skew = 0;
+}
+
+/* A request sent on a connection that was not processed for longer than the
+ * request timeout gets a whole timeout from when it is sent. */
+TEST(deadline_counts_from_send)
+{
+    g_skew = 0;
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {.request_timeout_ms = 1000, .heartbeat_interval_ms = -1};
+    sl_cql_conn_t *c = client(&s, &o);
+    CHECK(srv_handshake(&s, c));
+    struct timespec ts = {1, 200 * 1000 * 1000}; /* idle, unprocessed, past a timeout */
+    nanosleep(&ts, NULL);
+    qarg_t q = {"INSERT"};
+    rec_t r = {0};
+    CHECK_INT(send_q(c, &q, &r), SL_CQL_SEND_OK);
+    CHECK(sl_cql_conn_next_timeout_ms(c) >= sl_now_ms() + 900);
+    pump(c, 0);
+    CHECK_INT(r.calls, 0);
+    sl_cql_conn_destroy(c);
+    CHECK_INT(r.calls, 1);
+    srv_free(&s);
+}
+
 TEST(connection_loss_fails_all_pending)
 {
     enum { N = 10 };
@@ -1111,7 +1161,8 @@ TEST(all_ids_orphaned_fails_connection)
 TEST_MAIN(T(handshake_plain), T(handshake_auth), T(handshake_auth_bad_credentials),
           T(handshake_auth_required_without_user), T(use_keyspace), T(use_keyspace_error),
           T(pipelined_out_of_order), T(stream_exhaustion_backpressure), T(invalid_requests),
-          T(timeout_then_late_response), T(connection_loss_fails_all_pending),
+          T(timeout_then_late_response), T(timeout_before_written_is_maybe_applied),
+          T(deadline_counts_from_send), T(connection_loss_fails_all_pending),
           T(destroy_fails_unwritten_requests), T(heartbeat_when_idle), T(event_dispatch),
           T(garbage_response_fails_cleanly), T(truncated_response_fails_cleanly),
           T(response_on_unknown_stream_fails), T(oversized_response_fails_cleanly),
