@@ -144,6 +144,12 @@ typedef struct cass_shared {
     atomic_ullong errors[CASS_ERR__COUNT];
     atomic_llong last_fatal_log_ms;
     char stmt_at[160]; /* "file:line: " of the statement option, or "" */
+    /* Upserts: the markers of the table's clustering columns, so that two
+     * writes of one row never share a batch (sl_cass_group distinct_rows).
+     * rows_known false: some clustering column has no marker of its name. */
+    uint16_t ck[64];
+    size_t n_ck;
+    bool rows_known;
 } cass_shared_t;
 
 /* Where the session's log lines go: the instance's name and lane. */
@@ -187,6 +193,7 @@ struct cass {
     const sl_cql_bytes_t **rows;
     size_t cap_recs;
     sl_cql_bytes_t *parts; /* bind.n_pk: the partition key values of a record */
+    uint32_t *row_off;     /* per record: its row identity in keys */
 };
 
 /* ---- init: options, password, the statement's binding -------------------------------------- */
@@ -367,6 +374,120 @@ static void cass_short_error(const char *e, char *out, size_t n)
     }
 }
 
+/* ---- the table's clustering columns (for upsert batches) ----------------------------------- */
+
+typedef struct cass_cols {
+    bool done, failed;
+    char names[64][64];
+    size_t n;
+    char msg[256];
+} cass_cols_t;
+
+static void cass_cols_cb(void *ctx, const sl_cql_outcome_t *out)
+{
+    cass_cols_t *cc = ctx;
+    cc->done = true;
+    if (!out->ok || out->response->result.kind != SL_CQL_RESULT_ROWS ||
+        out->response->result.rows.meta.n_cols != 2) {
+        cc->failed = true;
+        snprintf(cc->msg, sizeof(cc->msg), "%s", out->ok ? "unexpected result" : out->message);
+        return;
+    }
+    sl_cql_row_iter_t it;
+    sl_cql_bytes_t cells[2];
+    sl_cql_rows_iter(&out->response->result.rows, &it);
+    while (sl_cql_rows_next(&it, cells)) {
+        sl_cql_str_t name, kind;
+        if (sl_cql_val_text(cells[0], &name) != 0 || sl_cql_val_text(cells[1], &kind) != 0 ||
+            kind.len != 10 || memcmp(kind.data, "clustering", 10) != 0) {
+            continue;
+        }
+        if (cc->n == SL_ARRAY_LEN(cc->names) || name.len >= sizeof(cc->names[0])) {
+            cc->failed = true;
+            snprintf(cc->msg, sizeof(cc->msg), "too many or too long clustering columns");
+            return;
+        }
+        memcpy(cc->names[cc->n], name.data, name.len);
+        cc->names[cc->n++][name.len] = '\0';
+    }
+}
+
+/* Appends s to b as a CQL string literal ('...' with quotes doubled). */
+static void cass_literal(sl_buf_t *b, const char *s)
+{
+    sl_buf_append(b, "'", 1);
+    for (; *s; s++) {
+        sl_buf_append(b, s, 1);
+        if (*s == '\'') {
+            sl_buf_append(b, "'", 1);
+        }
+    }
+    sl_buf_append(b, "'", 1);
+}
+
+/* Finds which markers bind the table's clustering columns (by name). A
+ * statement that leaves one unbound by name gets rows_known false: its rows
+ * of one partition are then never batched together. */
+static void cass_find_clustering(cass_shared_t *sh, sl_cql_cluster_t *c, const sl_cql_prepared_t *p,
+                                 int64_t deadline)
+{
+    sh->rows_known = false;
+    sh->n_ck = 0;
+    if (sh->bind.counter || p->bind.n_cols == 0 || p->bind.cols == NULL) {
+        return;
+    }
+    sl_buf_t q = SL_BUF_INIT;
+    sl_buf_printf(&q, "SELECT column_name, kind FROM system_schema.columns WHERE keyspace_name = ");
+    cass_literal(&q, p->bind.cols[0].keyspace);
+    sl_buf_printf(&q, " AND table_name = ");
+    cass_literal(&q, p->bind.cols[0].table);
+    cass_cols_t cols = {0};
+    const char *err = NULL;
+    struct pollfd fds[256];
+    sl_cql_send_rc_t rc = SL_CQL_SEND_AGAIN;
+    while (sl_now_ms() < deadline) {
+        if (rc != SL_CQL_SEND_OK) {
+            rc = sl_cql_cluster_query(c, q.data, q.len, SL_CQL_ONE, cass_cols_cb, &cols, &err);
+            if (rc == SL_CQL_SEND_INVALID) {
+                break;
+            }
+        }
+        if (cols.done) {
+            break;
+        }
+        int n = sl_cql_cluster_pollfds(c, fds, (int)SL_ARRAY_LEN(fds));
+        if (poll(fds, (nfds_t)n, 50) < 0 && errno != EINTR) {
+            n = 0;
+        }
+        sl_cql_cluster_process(c, fds, n, sl_now_ms());
+    }
+    sl_buf_free(&q);
+    if (!cols.done || cols.failed) {
+        sl_log_warn("sink.cassandra",
+                    "cannot read the table's clustering columns: records of one partition are "
+                    "sent one per request (no batching)",
+                    "error=\"%s\"", cols.done ? cols.msg : (err ? err : "timed out"));
+        return;
+    }
+    for (size_t i = 0; i < cols.n; i++) {
+        size_t m = 0;
+        while (m < sh->bind.n && strcmp(sh->bind.markers[m].name, cols.names[i]) != 0) {
+            m++;
+        }
+        if (m == sh->bind.n) {
+            sl_log_warn("sink.cassandra",
+                        "no bind marker is named after a clustering column: records of one "
+                        "partition are sent one per request (name the marker after the column "
+                        "to batch them)",
+                        "column=%s", cols.names[i]);
+            sh->n_ck = 0;
+            return;
+        }
+        sh->ck[sh->n_ck++] = (uint16_t)m;
+    }
+    sh->rows_known = true;
+}
+
 static int cass_prepare_binding(cass_shared_t *sh, char *err)
 {
     const cass_opts_t *o = sh->o;
@@ -416,6 +537,7 @@ static int cass_prepare_binding(cass_shared_t *sh, char *err)
         cass_errf(err, "%ssink.cassandra: statement: %s", sh->stmt_at, e);
         goto out;
     }
+    cass_find_clustering(sh, c, p, sl_now_ms() + o->startup_timeout_ms);
     if (sh->bind.counter && sh->wt_mode != CASS_WT_NONE) {
         cass_errf(err,
                   "sink.cassandra: writetime is set but the statement updates a counter, and "
@@ -593,6 +715,7 @@ static void cass_grow_scratch(cass_t *s, size_t n_recs)
         s->items = sl_xrealloc(s->items, cap * sizeof(*s->items));
         s->starts = sl_xrealloc(s->starts, (cap + 1) * sizeof(*s->starts));
         s->key_off = sl_xrealloc(s->key_off, cap * sizeof(*s->key_off));
+        s->row_off = sl_xrealloc(s->row_off, cap * sizeof(*s->row_off));
         s->rej = sl_xrealloc(s->rej, cap * sizeof(*s->rej));
         s->rows = sl_xrealloc(s->rows, cap * sizeof(*s->rows));
         s->cap_recs = cap;
@@ -916,13 +1039,33 @@ static size_t cass_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t 
                 it->key_len = s->keys.len - s->key_off[i];
             }
         }
+        /* the row: partition key, then each clustering value as [int len][bytes] */
+        s->row_off[i] = (uint32_t)s->keys.len;
+        it->row_len = 0;
+        if (sh->rows_known) {
+            sl_buf_reserve(&s->keys, it->key_len); /* the source is in the same buffer */
+            sl_buf_append(&s->keys, s->keys.data + s->key_off[i], it->key_len);
+            for (size_t k = 0; k < sh->n_ck; k++) {
+                sl_cql_bytes_t v = row[sh->ck[k]];
+                uint8_t len[4] = {(uint8_t)((uint32_t)v.len >> 24),
+                                  (uint8_t)((uint32_t)v.len >> 16), (uint8_t)((uint32_t)v.len >> 8),
+                                  (uint8_t)v.len};
+                sl_buf_append(&s->keys, len, 4);
+                if (v.len > 0) {
+                    sl_buf_append(&s->keys, v.ptr, (size_t)v.len);
+                }
+            }
+            it->row_len = s->keys.len - s->row_off[i];
+        }
     }
     for (size_t j = 0; j < m; j++) {
-        s->items[j].key = (const uint8_t *)s->keys.data + s->key_off[s->items[j].pos];
+        uint32_t pos = s->items[j].pos;
+        s->items[j].key = (const uint8_t *)s->keys.data + s->key_off[pos];
+        s->items[j].row = sh->rows_known ? (const uint8_t *)s->keys.data + s->row_off[pos] : NULL;
     }
 
     size_t nr = sl_cass_group(s->items, m, (size_t)sh->o->batch_max_rows,
-                              (size_t)sh->o->batch_max_bytes, s->starts);
+                              (size_t)sh->o->batch_max_bytes, !sh->bind.counter, s->starts);
     for (size_t q = 0; q < nr; q++) {
         size_t a = s->starts[q], e = s->starts[q + 1];
         cass_req_t *r = cass_req_new(s, b, (uint32_t)(e - a));
@@ -1122,6 +1265,7 @@ static void cass_close(void *ctx)
     free(s->items);
     free(s->starts);
     free(s->key_off);
+    free(s->row_off);
     free(s->rej);
     free(s->rows);
     free(s->parts);

@@ -383,8 +383,23 @@ static int cb_range_cmp(const void *pa, const void *pb)
     return a->first < b->first ? -1 : (a->first > b->first ? 1 : 0);
 }
 
+/* Whether item j writes a row that one of items[i..j) also writes. */
+static bool cb_row_conflict(const sl_cass_item_t *items, size_t i, size_t j)
+{
+    if (items[j].row == NULL) {
+        return true;
+    }
+    for (size_t k = i; k < j; k++) {
+        if (items[k].row == NULL || (items[k].row_len == items[j].row_len &&
+                                     memcmp(items[k].row, items[j].row, items[j].row_len) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 size_t sl_cass_group(sl_cass_item_t *items, size_t n, size_t max_rows, size_t max_bytes,
-                     uint32_t *starts)
+                     bool distinct_rows, uint32_t *starts)
 {
     if (n == 0) {
         starts[0] = 0;
@@ -404,7 +419,8 @@ size_t sl_cass_group(sl_cass_item_t *items, size_t n, size_t max_rows, size_t ma
             j < n && j - i < max_rows && items[j].key_len == items[i].key_len &&
             items[j].ts == items[i].ts &&
             (items[i].key_len == 0 || memcmp(items[j].key, items[i].key, items[i].key_len) == 0) &&
-            bytes + items[j].bytes <= max_bytes) {
+            bytes + items[j].bytes <= max_bytes &&
+            !(distinct_rows && cb_row_conflict(items, i, j))) {
             bytes += items[j].bytes;
             j++;
         }

@@ -65,6 +65,10 @@ typedef struct sl_cass_item {
     size_t bytes; /* the size it adds to a request */
     int64_t ts;   /* write timestamp in µs, or SL_CASS_NO_TS */
     uint32_t pos; /* the record's position among those offered */
+    /* The row it writes (partition and clustering key bytes), for
+     * distinct_rows grouping; NULL: unknown (may be any row of the partition). */
+    const uint8_t *row;
+    size_t row_len;
 } sl_cass_item_t;
 
 #define SL_CASS_NO_TS INT64_MIN
@@ -72,10 +76,14 @@ typedef struct sl_cass_item {
 /* Groups items (n of them, reordered in place) into requests: records of one
  * partition and one timestamp, at most max_rows of them (>= 1) and, beyond the
  * first, at most max_bytes in all; within a request records keep their
- * order. Requests are ordered by their first record's pos. Writes request r's
- * range to starts[r]..starts[r+1] (starts: room for n + 1) and returns the
- * number of requests. */
+ * order. With distinct_rows, a request never holds two records of the same
+ * row (equal row bytes, or either row unknown): Cassandra gives every
+ * statement of a batch the batch's timestamp, and of two writes to one cell
+ * with equal timestamps the greater value wins, not the later one. Requests
+ * are ordered by their first record's pos (so a partition's requests keep
+ * the records' order). Writes request r's range to starts[r]..starts[r+1]
+ * (starts: room for n + 1) and returns the number of requests. */
 size_t sl_cass_group(sl_cass_item_t *items, size_t n, size_t max_rows, size_t max_bytes,
-                     uint32_t *starts);
+                     bool distinct_rows, uint32_t *starts);
 
 #endif

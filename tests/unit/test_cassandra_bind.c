@@ -492,16 +492,18 @@ TEST(encode_null_is_unset_but_not_for_a_partition_key)
 
 static sl_cass_item_t item(const char *key, size_t bytes, int64_t ts, uint32_t pos)
 {
-    sl_cass_item_t it = {(const uint8_t *)key, strlen(key), bytes, ts, pos};
+    sl_cass_item_t it = {(const uint8_t *)key, strlen(key), bytes, ts, pos, NULL, 0};
     return it;
 }
+
+static bool g_distinct; /* groups(): distinct_rows */
 
 /* The requests as text: "0,2|1|3|4" (positions, requests separated by |). */
 static const char *groups(sl_cass_item_t *items, size_t n, size_t rows, size_t bytes)
 {
     static char out[256];
     uint32_t starts[64];
-    size_t nr = sl_cass_group(items, n, rows, bytes, starts);
+    size_t nr = sl_cass_group(items, n, rows, bytes, g_distinct, starts);
     size_t k = 0;
     out[0] = '\0';
     for (size_t r = 0; r < nr; r++) {
@@ -561,10 +563,39 @@ TEST(group_splits_by_writetime_and_handles_unroutable)
     CHECK_STR(groups(it, 6, 4, 1 << 20), "0,1,2,3|4,5");
     /* binary keys with zero bytes compare by all their bytes */
     static const uint8_t k1[] = {0, 1}, k2[] = {0, 2};
-    it[0] = (sl_cass_item_t){k1, 2, 1, SL_CASS_NO_TS, 0};
-    it[1] = (sl_cass_item_t){k2, 2, 1, SL_CASS_NO_TS, 1};
-    it[2] = (sl_cass_item_t){k1, 2, 1, SL_CASS_NO_TS, 2};
+    it[0] = (sl_cass_item_t){k1, 2, 1, SL_CASS_NO_TS, 0, NULL, 0};
+    it[1] = (sl_cass_item_t){k2, 2, 1, SL_CASS_NO_TS, 1, NULL, 0};
+    it[2] = (sl_cass_item_t){k1, 2, 1, SL_CASS_NO_TS, 2, NULL, 0};
     CHECK_STR(groups(it, 3, 32, 1 << 20), "0,2|1");
+}
+
+/* Upserts: two writes of one row never share a batch (they would share its
+ * timestamp, and Cassandra keeps the greater value, not the later one); rows
+ * of one partition with different clustering keys still do. */
+TEST(group_distinct_rows_for_upserts)
+{
+    sl_cass_item_t it[6];
+    static const char *rows[] = {"p/1", "p/2", "p/1", "p/3", "p/2", "p/4"};
+    for (uint32_t i = 0; i < 6; i++) {
+        it[i] = item("p", 10, SL_CASS_NO_TS, i);
+        it[i].row = (const uint8_t *)rows[i];
+        it[i].row_len = 3;
+    }
+    g_distinct = true;
+    CHECK_STR(groups(it, 6, 32, 1 << 20), "0,1|2,3,4,5");
+    /* unknown rows (a clustering column not bound by a marker): one per request */
+    for (uint32_t i = 0; i < 3; i++) {
+        it[i] = item("p", 10, SL_CASS_NO_TS, i);
+    }
+    CHECK_STR(groups(it, 3, 32, 1 << 20), "0|1|2");
+    /* counters (distinct_rows false): increments commute, one batch */
+    g_distinct = false;
+    for (uint32_t i = 0; i < 3; i++) {
+        it[i] = item("p", 10, SL_CASS_NO_TS, i);
+        it[i].row = (const uint8_t *)"p/1";
+        it[i].row_len = 3;
+    }
+    CHECK_STR(groups(it, 3, 32, 1 << 20), "0,1,2");
 }
 
 TEST(uuid_and_inet_parsers)
@@ -590,4 +621,4 @@ TEST_MAIN(T(binding_maps_markers_to_fields), T(binding_errors_tell_what_to_do),
           T(compatibility_matrix), T(encode_integers), T(encode_floating_point), T(encode_strings),
           T(encode_bool_date_timestamp), T(encode_null_is_unset_but_not_for_a_partition_key),
           T(group_by_partition_in_order), T(group_splits_by_writetime_and_handles_unroutable),
-          T(uuid_and_inet_parsers))
+          T(group_distinct_rows_for_upserts), T(uuid_and_inet_parsers))

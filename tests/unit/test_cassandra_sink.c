@@ -40,6 +40,8 @@ static struct {
     sl_cql_colspec_t cols[4];
     uint16_t pk[2];
     int sessions;
+    const char *clustering; /* the table's clustering column, or NULL: none */
+    int queries;
 } fk;
 
 struct sl_cql_cluster {
@@ -153,6 +155,50 @@ const char *sl_cql_cluster_prepare_error(const sl_cql_cluster_t *c, int h)
     return NULL;
 }
 
+/* The sink asks for the table's clustering columns at startup: answers
+ * (at once) with one row (fk.clustering, "clustering") or none. */
+sl_cql_send_rc_t sl_cql_cluster_query(sl_cql_cluster_t *c, const char *cql, size_t len,
+                                      uint16_t consistency, sl_cql_cluster_cb cb, void *ctx,
+                                      const char **err)
+{
+    (void)c;
+    (void)consistency;
+    (void)err;
+    fk.queries++;
+    CHECK(len > 0 && strstr(cql, "system_schema.columns") != NULL);
+    CHECK(strstr(cql, "keyspace_name = 'ks' AND table_name = 't'") != NULL);
+    uint8_t content[128];
+    size_t n = 0;
+    int32_t rows = 0;
+    if (fk.clustering) {
+        const char *cells[2] = {fk.clustering, "clustering"};
+        for (int i = 0; i < 2; i++) {
+            size_t l = strlen(cells[i]);
+            content[n++] = 0;
+            content[n++] = 0;
+            content[n++] = 0;
+            content[n++] = (uint8_t)l;
+            memcpy(content + n, cells[i], l);
+            n += l;
+        }
+        rows = 1;
+    }
+    sl_cql_response_t r;
+    memset(&r, 0, sizeof(r));
+    r.opcode = SL_CQL_OP_RESULT;
+    r.result.kind = SL_CQL_RESULT_ROWS;
+    r.result.rows.meta.n_cols = 2;
+    r.result.rows.n_rows = rows;
+    r.result.rows.content = content;
+    r.result.rows.content_len = n;
+    sl_cql_outcome_t o;
+    memset(&o, 0, sizeof(o));
+    o.ok = true;
+    o.response = &r;
+    cb(ctx, &o);
+    return SL_CQL_SEND_OK;
+}
+
 sl_cql_send_rc_t sl_cql_cluster_send(sl_cql_cluster_t *c, const sl_cql_request_t *req,
                                      sl_cql_cluster_cb cb, void *ctx, const char **err)
 {
@@ -258,6 +304,8 @@ static void rec(uint32_t idx, int64_t k, int64_t v)
     values[idx * 2 + 1].u.i = v;
 }
 
+static bool g_no_ck; /* setup_prepared: a table without clustering columns */
+
 /* Bind markers (k, v) with k the partition key; v a counter or a bigint. */
 static void setup_prepared(bool counter)
 {
@@ -270,6 +318,8 @@ static void setup_prepared(bool counter)
     fk.prep.bind.cols = fk.cols;
     fk.prep.bind.pk_count = 1;
     fk.prep.bind.pk_index = fk.pk;
+    /* a table (k, v, PRIMARY KEY (k, v)): rows of one k differ by v */
+    fk.clustering = counter || g_no_ck ? NULL : "v";
 }
 
 typedef struct inst {
@@ -343,6 +393,33 @@ static const char base[] = "{contact_points: [127.0.0.1], statement: 'x'";
 
 /* ---- tests ------------------------------------------------------------------------------------
  */
+
+/* A table whose primary key is its partition key: two writes of one key are
+ * the same row, and never share a batch (Cassandra would give both the batch's
+ * timestamp and keep the greater value, not the later one). */
+TEST(same_row_writes_never_share_a_batch)
+{
+    inst_t in;
+    g_no_ck = true;
+    start(&in, "{contact_points: [127.0.0.1], statement: 'x'}", false);
+    g_no_ck = false;
+    int64_t keys[] = {1, 1, 2, 1};
+    for (uint32_t i = 0; i < 4; i++) {
+        rec(i, keys[i], 10 * i);
+    }
+    CHECK_INT(submit_range(&in, 0, 4), 4);
+    CHECK_INT(fk.n_sent, 4); /* (1) (1) (2) (1): never two of key 1 together */
+    for (size_t i = 0; i < fk.n_sent; i++) {
+        CHECK_INT(fk.sent[i].n_rows, 1);
+        fk_finish(i, &ok_outcome);
+    }
+    CHECK_INT(fk.sent[0].first_key, 1);
+    CHECK_INT(fk.sent[1].first_key, 1);
+    CHECK_INT(fk.sent[2].first_key, 2);
+    CHECK_INT(fk.sent[3].first_key, 1);
+    CHECK_INT(count_results(SL_STATUS_OK), 4);
+    stop(&in);
+}
 
 TEST(groups_by_partition_into_execute_and_batch)
 {
@@ -636,7 +713,7 @@ TEST(reprepare_and_fatal_are_retried)
     stop(&in);
 }
 
-TEST_MAIN(T(groups_by_partition_into_execute_and_batch),
+TEST_MAIN(T(same_row_writes_never_share_a_batch), T(groups_by_partition_into_execute_and_batch),
           T(writetime_kafka_is_sent_and_splits_batches), T(rejects_bad_records_and_takes_the_rest),
           T(again_takes_a_prefix_or_keeps_the_rest), T(budget_is_shared_and_wakes_refused_lanes),
           T(permanent_batch_is_split_and_bad_records_rejected),
