@@ -41,7 +41,10 @@ struct sl_lane {
     rd_kafka_queue_t *q;
     int wake[2];
     char name[32];
-    uint64_t acks; /* results from the sink and the dead-letter path: progress */
+    uint64_t acks;         /* results from the sink and the dead-letter path: progress */
+    int64_t starved_since; /* wanted messages, got none, since (0: got some) */
+    int64_t last_nudge_ms; /* last fetcher wake-up (lane_nudge_fetcher) */
+    int64_t nudge_wait_ms; /* starved time before the next one (backs off) */
 
     pthread_mutex_t mu; /* guards posts */
     lane_post_t *posts;
@@ -808,6 +811,64 @@ void sl_lane_join(sl_lane_t *lane)
     lane->started = false;
 }
 
+/* ---- waking librdkafka's fetcher ------------------------------------------- */
+
+/* librdkafka 2.0.2 stops fetching a partition while its queue (here the lane
+ * queue it is forwarded to) is over queued.max.messages.kbytes, and looks
+ * again only when the broker thread wakes up: up to 1 s later
+ * (rd_kafka_max_block_ms). A lane that drained its queue then idles although
+ * the broker has data (docs/BENCHMARKS.md). When the lane has wanted messages
+ * and got none for LANE_STARVED_MS while a partition shows lag (its cached
+ * high watermark is above the next offset), seek those partitions to their
+ * next offset: the seek is an op for the broker thread, which wakes it up to
+ * decide to fetch. The queue is empty, so the purge a seek implies costs
+ * nothing; the position does not change. A seek also discards a fetch in
+ * flight, so while nudges bring nothing (a slow or distant broker) they back
+ * off, doubling up to the broker thread's own 1 s. */
+#define LANE_STARVED_MS 20
+#define LANE_NUDGE_MAX_MS 1000
+
+static void lane_nudge_fetcher(sl_lane_t *lane, int64_t now)
+{
+    if (lane->starved_since == 0) {
+        lane->starved_since = now;
+        return;
+    }
+    if (lane->nudge_wait_ms == 0) {
+        lane->nudge_wait_ms = LANE_STARVED_MS;
+    }
+    if (now - lane->starved_since < LANE_STARVED_MS ||
+        now - lane->last_nudge_ms < lane->nudge_wait_ms) {
+        return;
+    }
+    rd_kafka_topic_partition_list_t *list = NULL;
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        sl_part_t *p = lane->parts[i];
+        int64_t next = sl_wm_next(&p->wm);
+        int64_t lo = -1, hi = -1;
+        if (p->state != SL_PART_ACTIVE || p->paused || next < 0 ||
+            rd_kafka_get_watermark_offsets(lane->rk, p->topic, p->partition, &lo, &hi) != 0 ||
+            hi <= next) {
+            continue;
+        }
+        if (list == NULL) {
+            list = rd_kafka_topic_partition_list_new((int)lane->n_parts);
+        }
+        rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = next;
+    }
+    lane->last_nudge_ms = now;
+    if (list == NULL) {
+        return;
+    }
+    lane->nudge_wait_ms = SL_MIN(lane->nudge_wait_ms * 2, LANE_NUDGE_MAX_MS);
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(lane->rk, list, 0 /* async */);
+    if (e != NULL) {
+        rd_kafka_error_destroy(e);
+    }
+    SL_M_ADD(&lane->m, fetch_nudges, 1);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
 /* ---- the loop ------------------------------------------------------------- */
 
 static bool lane_blocked(const sl_lane_t *lane)
@@ -869,6 +930,14 @@ static void *lane_main(void *arg)
         size_t got = 0;
         if (!blocked) {
             got = lane_consume(lane);
+            if (got == 0) {
+                lane_nudge_fetcher(lane, now);
+            } else {
+                lane->starved_since = 0;
+                lane->nudge_wait_ms = 0;
+            }
+        } else {
+            lane->starved_since = 0;
         }
         if (lane->store_dirty && (sl_now_ms() - lane->last_store_ms >= 20 || lane->stopping)) {
             lane_store_offsets(lane);

@@ -27,6 +27,7 @@ typedef struct sl_lane_metrics {
     atomic_int_fast64_t sink_in_flight; /* records held by the sink */
     atomic_int_fast64_t paused_parts;   /* partitions paused by back-pressure */
     atomic_uint_fast64_t pauses;        /* times the lane paused */
+    atomic_uint_fast64_t fetch_nudges;  /* seeks to wake librdkafka's fetcher */
     atomic_uint_fast64_t lat_buckets[SL_LAT_BUCKETS + 1]; /* last: +Inf */
     atomic_uint_fast64_t lat_sum_us;
     atomic_int_fast64_t first_record_us; /* monotonic time of the first record (0: none) */

@@ -366,6 +366,8 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
     PL_SUM(paused_parts, "sluice_partitions_paused", "gauge", "Partitions paused by back-pressure.",
            NULL);
     PL_SUM(pauses, "sluice_pauses_total", "counter", "Times a lane paused its partitions.", NULL);
+    PL_SUM(fetch_nudges, "sluice_fetch_nudges_total", "counter",
+           "Seeks to the next offset that woke librdkafka's fetcher for a starved lane.", NULL);
 
     sl_prom_header(out, "sluice_batch_latency_seconds", "histogram",
                    "Time from consuming a batch to its last record's acknowledgement.");
