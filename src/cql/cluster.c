@@ -274,6 +274,7 @@ struct sl_cql_cluster {
     char *user, *password;
     int cph, max_inflight, connect_ms, request_ms, heartbeat_ms, rc_min, rc_max;
     bool token_aware;
+    bool compression; /* LZ4 when offered (sl_cql_conn_opts_t.compression) */
     void (*log)(void *ctx, int level, const char *msg);
     void *log_ctx;
 
@@ -929,6 +930,7 @@ static void cl_ctrl_connect(sl_cql_cluster_t *c)
         .max_inflight = 64,
         .user = c->user,
         .password = c->password,
+        .compression = c->compression,
         .on_event = cl_ctrl_event,
         .on_state = cl_ctrl_state,
         .cb_ctx = c,
@@ -1116,6 +1118,7 @@ static void cl_pconn_open(sl_cql_cluster_t *c, cl_host_t *h, int slot)
         .keyspace = c->keyspace,
         .user = c->user,
         .password = c->password,
+        .compression = c->compression,
         .on_state = cl_pool_state,
         .cb_ctx = pc,
     };
@@ -1357,6 +1360,7 @@ sl_cql_cluster_t *sl_cql_cluster_create(const sl_cql_cluster_opts_t *opts, char 
     c->rc_min = rc_min;
     c->rc_max = rc_max;
     c->token_aware = opts->token_aware;
+    c->compression = opts->compression;
     c->log = opts->log;
     c->log_ctx = opts->log_ctx;
     c->now = sl_now_ms();

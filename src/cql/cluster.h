@@ -75,6 +75,7 @@ typedef struct sl_cql_cluster_opts {
     int reconnect_min_ms;      /* 0: 500 */
     int reconnect_max_ms;      /* 0: 30000 */
     bool token_aware;          /* false: round-robin over local hosts */
+    bool compression;          /* LZ4 frame compression where the server offers it; false: none */
     /* Log lines (connections lost, hosts up/down, topology) go here; NULL:
      * none. level: 0 debug, 1 info, 2 warn, 3 error. */
     void (*log)(void *ctx, int level, const char *msg);

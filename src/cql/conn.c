@@ -1,6 +1,7 @@
 #include "cql/conn.h"
 
 #include <errno.h>
+#include <lz4.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,7 +23,8 @@
 #define CC_DEFAULT_HEARTBEAT_MS 30000
 #define CC_DEFAULT_INFLIGHT 1024
 #define CC_READ_CHUNK 65536
-#define CC_MAX_READS_PER_CALL 64 /* then let the loop serve other fds */
+#define CC_MAX_READS_PER_CALL 64   /* then let the loop serve other fds */
+#define CC_SCRATCH_KEEP (1u << 20) /* compression buffers larger than this are freed after use */
 
 typedef enum cc_slot_state {
     CC_SLOT_FREE = 0,
@@ -82,6 +85,13 @@ struct sl_cql_conn {
     uint64_t out_queued;  /* total bytes queued since creation */
     sl_buf_t in;
     size_t in_off; /* bytes of in already parsed */
+
+    /* LZ4 body compression (spec section 5): wanted by the caller, asked for
+     * in STARTUP (from then on flagged responses are decompressed), and used
+     * for requests once the STARTUP is answered (the STARTUP never is). */
+    bool want_lz4, lz4_rx, lz4_tx;
+    sl_buf_t zbuf; /* compressed request body (scratch) */
+    sl_buf_t dbuf; /* decompressed response body, valid during dispatch */
 
     sl_arena_t arena;     /* handshake response decoding */
     int depth;            /* > 0 while inside process or destroy (callbacks may run) */
@@ -298,6 +308,7 @@ sl_cql_conn_t *sl_cql_conn_create(const sl_cql_conn_opts_t *opts)
                          : opts->heartbeat_interval_ms < 0 ? -1
                                                            : opts->heartbeat_interval_ms;
     conn->max_frame = opts->max_frame_bytes;
+    conn->want_lz4 = opts->compression;
     int n = opts->max_inflight > 0 ? opts->max_inflight : CC_DEFAULT_INFLIGHT;
     conn->max_streams = (uint32_t)SL_MIN(n, SL_CQL_CONN_MAX_STREAMS);
     conn->n_words = (conn->max_streams + 63) / 64;
@@ -333,6 +344,8 @@ static void cc_free(sl_cql_conn_t *conn)
     free(conn->slots);
     sl_buf_free(&conn->out);
     sl_buf_free(&conn->in);
+    sl_buf_free(&conn->zbuf);
+    sl_buf_free(&conn->dbuf);
     sl_arena_free(&conn->arena);
     free(conn);
 }
@@ -380,6 +393,11 @@ short sl_cql_conn_events(const sl_cql_conn_t *conn)
     return (short)(POLLIN | (conn->out.len > conn->out_off ? POLLOUT : 0));
 }
 
+const char *sl_cql_conn_compression(const sl_cql_conn_t *conn)
+{
+    return conn->lz4_rx ? "lz4" : NULL;
+}
+
 void sl_cql_conn_stats(const sl_cql_conn_t *conn, sl_cql_conn_stats_t *out)
 {
     *out = conn->st;
@@ -401,6 +419,46 @@ static int cc_check_frame(const sl_buf_t *out, size_t start, int32_t stream)
     if (p[0] != SL_CQL_VERSION_REQUEST || ((p[2] << 8) | p[3]) != stream ||
         (size_t)len != out->len - start - SL_CQL_HEADER_LEN || len > SL_CQL_MAX_BODY_DEFAULT) {
         return -1;
+    }
+    return 0;
+}
+
+static void cc_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Replaces the body of the checked frame at out->data + start by its LZ4
+ * form: the uncompressed length as a big-endian [int], then the LZ4 block;
+ * sets the compression flag and the new length. Returns 0 or -1 (out is then
+ * unchanged). */
+static int cc_compress_frame(sl_cql_conn_t *conn, size_t start)
+{
+    size_t body_off = start + SL_CQL_HEADER_LEN;
+    size_t blen = conn->out.len - body_off;
+    int bound = LZ4_compressBound((int)blen);
+    if (blen > (size_t)LZ4_MAX_INPUT_SIZE || bound <= 0) {
+        return -1;
+    }
+    conn->zbuf.len = 0;
+    sl_buf_reserve(&conn->zbuf, (size_t)bound);
+    int n = LZ4_compress_default(conn->out.data + body_off, conn->zbuf.data, (int)blen, bound);
+    if (n <= 0 || 4u + (size_t)n > SL_CQL_MAX_BODY_DEFAULT) {
+        return -1;
+    }
+    uint8_t ulen[4];
+    cc_put_be32(ulen, (uint32_t)blen);
+    conn->out.len = body_off;
+    sl_buf_append(&conn->out, ulen, sizeof(ulen));
+    sl_buf_append(&conn->out, conn->zbuf.data, (size_t)n);
+    uint8_t *h = (uint8_t *)conn->out.data + start;
+    h[1] |= SL_CQL_FLAG_COMPRESSION;
+    cc_put_be32(h + 5, 4u + (uint32_t)n);
+    if (conn->zbuf.cap > CC_SCRATCH_KEEP) {
+        sl_buf_free(&conn->zbuf);
     }
     return 0;
 }
@@ -441,6 +499,14 @@ static sl_cql_send_rc_t cc_send(sl_cql_conn_t *conn, cc_kind_t kind, sl_cql_conn
     if (rc == 0 && cc_check_frame(&conn->out, start, id) != 0) {
         rc = -1;
         berr = "the request is not one whole v4 request frame";
+    }
+    if (rc == 0 && ((uint8_t)conn->out.data[start + 1] & SL_CQL_FLAG_COMPRESSION)) {
+        rc = -1;
+        berr = "the request frame is flagged compressed (the connection compresses)";
+    }
+    if (rc == 0 && conn->lz4_tx && cc_compress_frame(conn, start) != 0) {
+        rc = -1;
+        berr = "LZ4 compression of the request body failed";
     }
     if (rc != 0) {
         conn->out.len = start;
@@ -501,8 +567,24 @@ static int cc_build_options(void *arg, sl_buf_t *out, int16_t stream, const char
 
 static int cc_build_startup(void *arg, sl_buf_t *out, int16_t stream, const char **err)
 {
-    (void)arg;
-    return sl_cql_req_startup(out, stream, NULL, err);
+    return sl_cql_req_startup(out, stream, arg, err); /* arg: the compression or NULL */
+}
+
+/* Whether a SUPPORTED response lists "lz4" under COMPRESSION. */
+static bool cc_offers_lz4(const sl_cql_response_t *r)
+{
+    for (size_t i = 0; i < r->n_supported; i++) {
+        const sl_cql_strmap_entry_t *e = &r->supported[i];
+        if (e->key == NULL || strcasecmp(e->key, "COMPRESSION") != 0) {
+            continue;
+        }
+        for (size_t j = 0; j < e->n_values; j++) {
+            if (e->values[j] != NULL && strcasecmp(e->values[j], "lz4") == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 static int cc_build_auth(void *arg, sl_buf_t *out, int16_t stream, const char **err)
@@ -598,9 +680,18 @@ static void cc_internal_response(sl_cql_conn_t *conn, cc_kind_t kind, const sl_c
         if (r.opcode != SL_CQL_OP_SUPPORTED) {
             break;
         }
-        cc_handshake_step(conn, CC_KIND_STARTUP, cc_build_startup, NULL);
+        if (conn->want_lz4 && cc_offers_lz4(&r)) {
+            /* the response to the STARTUP may already be compressed */
+            conn->lz4_rx = true;
+            cc_handshake_step(conn, CC_KIND_STARTUP, cc_build_startup, (void *)"lz4");
+        } else {
+            cc_handshake_step(conn, CC_KIND_STARTUP, cc_build_startup, NULL);
+        }
         return;
     case CC_KIND_STARTUP:
+        if (r.opcode == SL_CQL_OP_READY || r.opcode == SL_CQL_OP_AUTHENTICATE) {
+            conn->lz4_tx = conn->lz4_rx; /* STARTUP answered: compress from now on */
+        }
         if (r.opcode == SL_CQL_OP_READY) {
             cc_after_auth(conn);
             return;
@@ -643,14 +734,71 @@ static void cc_internal_response(sl_cql_conn_t *conn, cc_kind_t kind, const sl_c
 
 /* ---- Reading ---------------------------------------------------------------------------- */
 
+/* Decompresses the LZ4 body of f into conn->dbuf and describes the result
+ * in *plain (flag cleared). Returns 0, or -1 after failing the connection. */
+static int cc_decompress(sl_cql_conn_t *conn, const sl_cql_frame_t *f, sl_cql_frame_t *plain)
+{
+    if (f->body_len < 4) {
+        cc_fail(conn, SL_CQL_CONN_FAILED,
+                "corrupt LZ4 frame on stream %d: a body of %zu bytes has no length", f->hdr.stream,
+                f->body_len);
+        return -1;
+    }
+    const uint8_t *b = f->body;
+    uint32_t ulen = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    uint32_t max = conn->max_frame > 0 ? conn->max_frame : SL_CQL_MAX_BODY_DEFAULT;
+    if (ulen > max || ulen > (uint32_t)LZ4_MAX_INPUT_SIZE) {
+        cc_fail(conn, SL_CQL_CONN_FAILED,
+                "LZ4 frame on stream %d declares %u uncompressed bytes, more than the %u allowed",
+                f->hdr.stream, ulen, max);
+        return -1;
+    }
+    conn->dbuf.len = 0;
+    sl_buf_reserve(&conn->dbuf, (size_t)ulen + 1);
+    int n = LZ4_decompress_safe((const char *)b + 4, conn->dbuf.data, (int)(f->body_len - 4),
+                                (int)ulen);
+    if (n < 0 || (uint32_t)n != ulen) {
+        cc_fail(conn, SL_CQL_CONN_FAILED,
+                "corrupt LZ4 frame on stream %d: %zu compressed bytes do not decompress to the "
+                "declared %u bytes",
+                f->hdr.stream, f->body_len - 4, ulen);
+        return -1;
+    }
+    *plain = *f;
+    plain->hdr.flags = (uint8_t)(f->hdr.flags & ~SL_CQL_FLAG_COMPRESSION);
+    plain->hdr.length = ulen;
+    plain->body = (const uint8_t *)conn->dbuf.data;
+    plain->body_len = ulen;
+    return 0;
+}
+
+static void cc_dispatch_plain(sl_cql_conn_t *conn, const sl_cql_frame_t *f);
+
 static void cc_dispatch(sl_cql_conn_t *conn, const sl_cql_frame_t *f)
 {
     conn->st.frames_received++;
-    if (f->hdr.flags & SL_CQL_FLAG_COMPRESSION) {
+    if (!(f->hdr.flags & SL_CQL_FLAG_COMPRESSION)) {
+        cc_dispatch_plain(conn, f);
+        return;
+    }
+    if (!conn->lz4_rx) {
         cc_fail(conn, SL_CQL_CONN_FAILED, "compressed frame on stream %d, none negotiated",
                 f->hdr.stream);
         return;
     }
+    sl_cql_frame_t plain;
+    if (cc_decompress(conn, f, &plain) != 0) {
+        return;
+    }
+    cc_dispatch_plain(conn, &plain);
+    if (conn->dbuf.cap > CC_SCRATCH_KEEP) {
+        sl_buf_free(&conn->dbuf);
+    }
+}
+
+/* Dispatches an uncompressed frame. */
+static void cc_dispatch_plain(sl_cql_conn_t *conn, const sl_cql_frame_t *f)
+{
     if (f->hdr.stream < 0) {
         if (f->hdr.opcode != SL_CQL_OP_EVENT) {
             cc_fail(conn, SL_CQL_CONN_FAILED, "%s frame on stream %d",

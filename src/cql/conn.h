@@ -93,6 +93,11 @@ typedef struct sl_cql_conn_opts {
     const char *keyspace;      /* NULL: no USE; quoted unless it starts with '"' */
     const char *user;          /* SASL PLAIN credentials, NULL: none */
     const char *password;
+    /* LZ4 frame-body compression (spec section 5) when the server's SUPPORTED
+     * lists "lz4" under COMPRESSION; else (or false) frames stay uncompressed.
+     * Once negotiated every request after the STARTUP is compressed and
+     * responses are decompressed when flagged (the server may send either). */
+    bool compression;
     sl_cql_conn_event_cb on_event; /* optional */
     sl_cql_conn_state_cb on_state; /* optional; may run inside create: must not destroy there */
     void *cb_ctx;                  /* passed to on_event and on_state */
@@ -158,10 +163,16 @@ SL_WUR sl_cql_send_rc_t sl_cql_conn_send(sl_cql_conn_t *conn, sl_cql_conn_build_
                                          sl_cql_conn_cb cb, void *ctx, const char **err);
 /* The same with a ready-made request frame (len bytes, borrowed for the
  * call), built with any stream id: the copy gets its own id in bytes 2-3.
- * Handy for resending the same bytes after a retriable failure. */
+ * Handy for resending the same bytes after a retriable failure. The frame
+ * must be uncompressed (flag 0x01 clear): the connection compresses it when
+ * LZ4 is in use. */
 SL_WUR sl_cql_send_rc_t sl_cql_conn_send_frame(sl_cql_conn_t *conn, const uint8_t *frame,
                                                size_t len, sl_cql_conn_cb cb, void *ctx,
                                                const char **err);
+
+/* "lz4" once the STARTUP asked for LZ4 compression (see opts.compression),
+ * else NULL: set during the handshake, final when the state is READY. */
+const char *sl_cql_conn_compression(const sl_cql_conn_t *conn);
 
 /* Counters since creation. */
 void sl_cql_conn_stats(const sl_cql_conn_t *conn, sl_cql_conn_stats_t *out);

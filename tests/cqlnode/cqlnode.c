@@ -3,6 +3,12 @@
  *   cqlnode --port N [--listen 127.0.0.1] [--ready-file PATH] [--dump-file PATH]
  *           [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] [--dc DC] [--rack RACK]
  *           [--peer ADDR:PORT=T1[,T2...]]... [--schema-file PATH] [--control-file PATH]
+ *           [--lz4]
+ *
+ * --lz4 offers COMPRESSION lz4 in SUPPORTED (without it the list is empty and
+ * a STARTUP asking for any compression is refused). A STARTUP choosing lz4
+ * gets a plain READY; after it every response body is LZ4 compressed and
+ * flagged request bodies are decompressed (spec section 5).
  *
  * One thread, one epoll loop, any number of connections. SIGTERM/SIGINT stop
  * it with exit 0; SIGUSR1 writes the user tables as JSON lines to the dump
@@ -26,6 +32,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <lz4.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -60,6 +67,7 @@ struct cs_conn {
     sl_buf_t in, out;
     size_t out_off;
     bool ready;    /* STARTUP done */
+    bool lz4;      /* STARTUP chose lz4: flagged requests and every later response */
     bool closing;  /* close once out is flushed */
     bool want_out; /* EPOLLOUT registered */
     char keyspace[CN_NAME_MAX];
@@ -79,6 +87,7 @@ static struct {
     char err_msg[256];
     uint32_t delay_ms;
     bool drop;
+    bool lz4; /* --lz4: offer COMPRESSION lz4 (spec section 5) */
 } cs;
 
 static uint64_t cs_now_ms(void)
@@ -100,13 +109,30 @@ static void cs_log(const char *fmt, ...)
     va_end(ap);
 }
 
-/* Appends a whole response frame (version 0x84) with the given body. */
+/* Appends a whole response frame (version 0x84) with the given body, LZ4
+ * compressed (spec section 5) once the STARTUP chose lz4. */
 static void cs_frame(cs_conn_t *c, uint8_t version, int16_t stream, uint8_t opcode,
                      const sl_buf_t *body)
 {
+    size_t len = body != NULL ? body->len : 0;
+    sl_buf_t z = SL_BUF_INIT;
+    if (c->lz4) {
+        int bound = LZ4_compressBound((int)len);
+        sl_buf_reserve(&z, 4 + (size_t)bound);
+        z.data[0] = (char)(uint8_t)(len >> 24);
+        z.data[1] = (char)(uint8_t)(len >> 16);
+        z.data[2] = (char)(uint8_t)(len >> 8);
+        z.data[3] = (char)(uint8_t)len;
+        int n = LZ4_compress_default(len > 0 ? body->data : "", z.data + 4, (int)len, bound);
+        if (n <= 0) {
+            sl_fatal("LZ4 compression of a %zu-byte response failed", len);
+        }
+        z.len = 4 + (size_t)n;
+        body = &z;
+    }
     sl_cql_header_t h = {
         .version = version,
-        .flags = 0,
+        .flags = c->lz4 ? SL_CQL_FLAG_COMPRESSION : 0,
         .stream = stream,
         .opcode = opcode,
         .length = (uint32_t)(body != NULL ? body->len : 0),
@@ -117,6 +143,7 @@ static void cs_frame(cs_conn_t *c, uint8_t version, int16_t stream, uint8_t opco
     if (body != NULL && body->len > 0) {
         sl_buf_append(&c->out, body->data, body->len);
     }
+    sl_buf_free(&z);
 }
 
 static void cs_error(cs_conn_t *c, uint8_t version, int16_t stream, const cn_err_t *err)
@@ -182,11 +209,11 @@ static void cs_protocol_error(cs_conn_t *c, uint8_t version, int16_t stream, con
 static void cs_supported(cs_conn_t *c, int16_t stream)
 {
     static const char *const keys[] = {"COMPRESSION", "CQL_VERSION", "PROTOCOL_VERSIONS"};
-    static const char *const compression[] = {NULL};
+    static const char *const compression[] = {"lz4"};
     static const char *const cql_version[] = {"3.4.5"};
     static const char *const versions[] = {"4/v4"};
     static const char *const *const values[] = {compression, cql_version, versions};
-    static const size_t n_values[] = {0, 1, 1};
+    const size_t n_values[] = {cs.lz4 ? 1 : 0, 1, 1};
     sl_buf_t body = SL_BUF_INIT;
     sl_cql_wr_t w;
     sl_cql_wr_init(&w, &body);
@@ -369,6 +396,32 @@ static void cs_batch(cs_conn_t *c, int16_t stream, sl_cql_rd_t *r, sl_arena_t *a
     sl_buf_free(&body);
 }
 
+/* Decompresses the LZ4 body of a flagged request into z; *plain is the
+ * frame with that body and the flag cleared. Returns 0 or -1 (corrupt). */
+static int cs_decompress(const sl_cql_frame_t *f, sl_buf_t *z, sl_cql_frame_t *plain)
+{
+    if (f->body_len < 4) {
+        return -1;
+    }
+    const uint8_t *b = f->body;
+    uint32_t n = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    if (n > CS_MAX_BODY) {
+        return -1;
+    }
+    sl_buf_reserve(z, (size_t)n + 1);
+    int got = LZ4_decompress_safe((const char *)b + 4, z->data, (int)(f->body_len - 4), (int)n);
+    if (got < 0 || (uint32_t)got != n) {
+        return -1;
+    }
+    z->len = n;
+    *plain = *f;
+    plain->hdr.flags = (uint8_t)(f->hdr.flags & ~SL_CQL_FLAG_COMPRESSION);
+    plain->hdr.length = n;
+    plain->body = (const uint8_t *)z->data;
+    plain->body_len = n;
+    return 0;
+}
+
 /* Handles one request frame. */
 static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
 {
@@ -376,8 +429,18 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
     sl_cql_rd_t r;
     sl_arena_t a;
     sl_arena_init(&a, 0);
-    sl_cql_rd_init(&r, f->body, f->body_len);
+    sl_buf_t zbody = SL_BUF_INIT;
+    sl_cql_frame_t plain;
     cn_stats.requests++;
+    if ((f->hdr.flags & SL_CQL_FLAG_COMPRESSION) && c->lz4) {
+        if (cs_decompress(f, &zbody, &plain) != 0) {
+            cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream, "Corrupt LZ4 frame body");
+            c->closing = true;
+            goto out;
+        }
+        f = &plain;
+    }
+    sl_cql_rd_init(&r, f->body, f->body_len);
     if (f->hdr.flags & SL_CQL_FLAG_COMPRESSION) {
         cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream,
                           "Compressed frame received but no compression was negotiated");
@@ -419,13 +482,17 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
             cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream, "malformed STARTUP");
             break;
         }
-        bool has_version = false;
+        bool has_version = false, lz4 = false;
         const char *bad = NULL;
         for (size_t i = 0; i < n; i++) {
             if (strcasecmp(opts[i].key, "CQL_VERSION") == 0) {
                 has_version = true;
             } else if (strcasecmp(opts[i].key, "COMPRESSION") == 0) {
-                bad = opts[i].value;
+                if (cs.lz4 && strcasecmp(opts[i].value, "lz4") == 0) {
+                    lz4 = true;
+                } else {
+                    bad = opts[i].value;
+                }
             }
         }
         if (!has_version) {
@@ -438,6 +505,7 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
         } else {
             c->ready = true;
             cs_frame(c, SL_CQL_VERSION_RESPONSE, stream, SL_CQL_OP_READY, NULL);
+            c->lz4 = lz4; /* READY goes plain; every later frame compressed */
         }
         break;
     }
@@ -514,6 +582,7 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
     }
     sl_buf_free(&body);
 out:
+    sl_buf_free(&zbody);
     sl_arena_free(&a);
 }
 
@@ -713,7 +782,7 @@ static void cs_usage(void)
     fprintf(stderr, "usage: cqlnode --port N [--listen ADDR] [--ready-file PATH] "
                     "[--dump-file PATH] [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] "
                     "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...]]... "
-                    "[--schema-file PATH] [--control-file PATH]\n");
+                    "[--schema-file PATH] [--control-file PATH] [--lz4]\n");
 }
 
 /* Reads a whole file into b (NUL-terminated). Returns 0 or -1 (errno set). */
@@ -944,6 +1013,10 @@ int main(int argc, char **argv)
         char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(arg, "--dump-stats") == 0) {
             cs.dump_stats = true;
+            continue;
+        }
+        if (strcmp(arg, "--lz4") == 0) {
+            cs.lz4 = true;
             continue;
         }
         if (val == NULL) {

@@ -139,6 +139,7 @@ def decode(capture, port):
                     "strings": [f.get("show") for f in fields(p, "cql.string")],
                     "batch_type": first_int(p, "cql.batch_type"),
                     "result_kind": first_int(p, "cql.result.kind"),
+                    "flags": first_int(p, "cql.flags"),
                     "shows": p.get("showname", ""),
                 }
                 pdus.append(last)

@@ -6,7 +6,8 @@ Two pipelines run against one cqlnode while tshark captures: prices whose
 names (the partition key) repeat with different days (the clustering key), so
 the sink sends UNLOGGED BATCHes of one partition as well as EXECUTEs, with an
 absent optional field (bound as unset, length -2); and site events into a
-counter table (COUNTER batches and EXECUTEs). The session's discovery (QUERY
+counter table (COUNTER batches and EXECUTEs) with `compression: lz4` (the node
+offers it: its frames are LZ4 bodies that tshark must decompress to decode). The session's discovery (QUERY
 of system tables, REGISTER) and PREPARE are in the capture too. Every
 client->server frame must decode with version 4, a known opcode, no malformed
 mark and no expert warning or error; and what the node stored must be right
@@ -45,7 +46,7 @@ PRICE_SCHEMA = """schema:
 """
 
 
-def pipeline(tmp, brokers, topic, schema, keyspace, statement, port, name):
+def pipeline(tmp, brokers, topic, schema, keyspace, statement, port, name, extra=""):
     path = os.path.join(tmp, name + ".yaml")
     with open(path, "w") as f:
         f.write(f"""source:
@@ -62,7 +63,7 @@ sink:
     keyspace: {keyspace}
     statement: {json.dumps(statement)}
     batch_max_rows: 8
-runtime: {{lanes: 1, batch_size: 200}}
+{extra}runtime: {{lanes: 1, batch_size: 200}}
 """)
     return path
 
@@ -94,7 +95,8 @@ def test(checks):
         harness.run_gen(broker.bootstrap, "site", count=SITE, seed=5, expected_file=exp)
 
         with harness.Proc([harness.binary("cqlnode"), "--port", port, "--ready-file", ready,
-                           "--schema-file", schema, "--dump-file", dump], "cqlnode", tmp) as node:
+                           "--schema-file", schema, "--dump-file", dump, "--lz4"], "cqlnode",
+                          tmp) as node:
             harness.wait_until(lambda: os.path.exists(ready) or not node.running(), 10,
                                "cqlnode's ready file")
             if not checks.check(node.running(), "cqlnode started", node.stderr()):
@@ -115,7 +117,8 @@ def test(checks):
                 site_cfg = pipeline(
                     tmp, broker.bootstrap, "site", st.SITE_SCHEMA, "stats",
                     "UPDATE site_stats SET views = views + :views, clicks = clicks + :clicks "
-                    "WHERE date = :date AND site_id = :site_id", port, "site")
+                    "WHERE date = :date AND site_id = :site_id", port, "site",
+                    "    compression: lz4\n")
                 for cfg, name, n in ((price_cfg, "prices", PRICES), (site_cfg, "site", SITE)):
                     r = harness.run([harness.binary("sluice"), "run", cfg, "--until-end"],
                                     timeout=120, check=False)
@@ -158,6 +161,17 @@ def test(checks):
     got_ops = collections.Counter(tt.OPCODES.get(p["opcode"], p["opcode"]) for p in reqs)
     for op in ("STARTUP", "QUERY", "REGISTER", "PREPARE", "EXECUTE", "BATCH"):
         checks.check(got_ops[op] > 0, f"the capture holds {op} requests", dict(got_ops))
+    # the site pipeline asked for lz4 (cqlnode --lz4 offers it): its STARTUPs say
+    # so, and its requests after them carry the compression flag and still decode
+    lz4_startups = [p for p in reqs if p["opcode"] == 0x01 and "lz4" in p["strings"]]
+    checks.check(len(lz4_startups) >= 2, "the lz4 pipeline's STARTUPs ask for COMPRESSION lz4",
+                 [p["strings"] for p in reqs if p["opcode"] == 0x01])
+    compressed = [p for p in reqs if (p["flags"] or 0) & 0x01]
+    checks.check(any(p["opcode"] in (0x0A, 0x0D) for p in compressed),
+                 "EXECUTE/BATCH requests went out LZ4-compressed and tshark decoded them",
+                 collections.Counter(tt.OPCODES.get(p["opcode"]) for p in compressed))
+    checks.check(not any((p["flags"] or 0) & 0x01 for p in reqs if p["opcode"] == 0x01),
+                 "STARTUP itself is never compressed")
     batch_types = {p["batch_type"] for p in reqs if p["opcode"] == 0x0D}
     checks.check(batch_types == {1, 2}, "BATCHes are UNLOGGED (inserts) and COUNTER (counters)",
                  f"{batch_types}")

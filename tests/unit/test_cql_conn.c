@@ -4,6 +4,7 @@
  * native_protocol_v4.spec; request frames are parsed by hand here, so the
  * expected bytes do not come from the code under test. */
 #include <errno.h>
+#include <lz4.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -253,6 +254,9 @@ typedef struct rec {
     uint8_t opcode;
     bool retriable, maybe_applied;
     int expect_stream;
+    uint8_t flags;       /* of the response */
+    size_t body_len;     /* of the response */
+    int32_t result_kind; /* RESULT: the first [int] of the body, else -1 */
 } rec_t;
 
 static void rec_cb(void *ctx, sl_cql_req_status_t status, const sl_cql_frame_t *f,
@@ -264,6 +268,14 @@ static void rec_cb(void *ctx, sl_cql_req_status_t status, const sl_cql_frame_t *
     if (f != NULL) {
         r->stream = f->hdr.stream;
         r->opcode = f->hdr.opcode;
+        r->flags = f->hdr.flags;
+        r->body_len = f->body_len;
+        r->result_kind = -1;
+        if (f->hdr.opcode == 0x08 && f->body_len >= 4) {
+            const uint8_t *p = f->body;
+            r->result_kind =
+                (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+        }
     } else {
         r->retriable = err->retriable;
         r->maybe_applied = err->maybe_applied;
@@ -1158,6 +1170,335 @@ TEST(all_ids_orphaned_fails_connection)
     g_skew = 0;
 }
 
+/* ---- LZ4 compression (spec section 5) -------------------------------------------------- */
+
+/* An LZ4 block holding the n bytes at p as one literal-only sequence, encoded
+ * by hand from the LZ4 block format (token: literal length in the high
+ * nibble, 15 meaning "more length bytes follow"; no match in the last
+ * sequence), so the responses below do not come from liblz4's compressor. */
+static void lz4_literals(sl_buf_t *b, const void *p, size_t n)
+{
+    if (n < 15) {
+        sl_buf_putc(b, (char)(uint8_t)(n << 4));
+    } else {
+        sl_buf_putc(b, (char)0xF0);
+        size_t r = n - 15;
+        for (; r >= 255; r -= 255) {
+            sl_buf_putc(b, (char)0xFF);
+        }
+        sl_buf_putc(b, (char)(uint8_t)r);
+    }
+    if (n > 0) {
+        sl_buf_append(b, p, n);
+    }
+}
+
+/* Writes a response frame with the compression flag: the body is the
+ * uncompressed length as a big-endian [int], then the LZ4 block. */
+static void reply_lz4(srv_t *s, int16_t stream, uint8_t opcode, const void *body, size_t n)
+{
+    sl_buf_t z = SL_BUF_INIT;
+    b_int(&z, (uint32_t)n);
+    lz4_literals(&z, body, n);
+    sl_buf_t b = SL_BUF_INIT;
+    frame(&b, stream, opcode, &z);
+    b.data[1] = 0x01;
+    srv_write(s, b.data, b.len);
+    sl_buf_free(&b);
+    sl_buf_free(&z);
+}
+
+/* SUPPORTED {COMPRESSION: [snappy, lz4], CQL_VERSION: [3.0.0]}. */
+static void reply_supported_lz4(srv_t *s, int16_t stream)
+{
+    sl_buf_t b = SL_BUF_INIT;
+    b_short(&b, 2);
+    b_str(&b, "COMPRESSION");
+    b_short(&b, 2);
+    b_str(&b, "snappy");
+    b_str(&b, "lz4");
+    b_str(&b, "CQL_VERSION");
+    b_short(&b, 1);
+    b_str(&b, "3.0.0");
+    reply(s, stream, 0x06, &b);
+    sl_buf_free(&b);
+}
+
+/* The STARTUP body asking for lz4: {CQL_VERSION: 3.0.0, COMPRESSION: lz4}. */
+static void startup_lz4_body(sl_buf_t *b)
+{
+    b_short(b, 2);
+    b_str(b, "CQL_VERSION");
+    b_str(b, "3.0.0");
+    b_str(b, "COMPRESSION");
+    b_str(b, "lz4");
+}
+
+/* The handshake with lz4 offered: the STARTUP must ask for it, uncompressed.
+ * READY is sent compressed when ready_compressed (the spec allows it). */
+static bool srv_handshake_lz4(srv_t *s, sl_cql_conn_t *c, bool ready_compressed)
+{
+    rq_t r;
+    if (!srv_accept(s, c) || !srv_next(s, c, &r) || r.opcode != 0x05 || r.len != 0 ||
+        r.flags != 0) {
+        return false;
+    }
+    reply_supported_lz4(s, r.stream);
+    sl_buf_t want = SL_BUF_INIT;
+    startup_lz4_body(&want);
+    bool ok = srv_next(s, c, &r) && r.opcode == 0x01 && r.flags == 0 && r.len == want.len &&
+              memcmp(r.body, want.data, want.len) == 0;
+    sl_buf_free(&want);
+    if (!ok) {
+        return false;
+    }
+    if (ready_compressed) {
+        reply_lz4(s, r.stream, 0x02, NULL, 0);
+    } else {
+        reply(s, r.stream, 0x02, NULL);
+    }
+    return pump_until_state(c, SL_CQL_CONN_READY);
+}
+
+/* Decompresses a flagged request body with liblz4 (the reference decoder):
+ * the first 4 bytes must be the big-endian uncompressed length. */
+static bool rq_decompress(const rq_t *r, sl_buf_t *out)
+{
+    if (!(r->flags & 0x01) || r->len < 4) {
+        return false;
+    }
+    const uint8_t *p = r->body;
+    uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    out->len = 0;
+    sl_buf_reserve(out, n + 1);
+    int got = LZ4_decompress_safe((const char *)p + 4, out->data, (int)r->len - 4, (int)n);
+    if (got < 0 || (uint32_t)got != n) {
+        return false;
+    }
+    out->len = n;
+    return true;
+}
+
+/* The QUERY body for cql at ONE without flags: [long string][short][byte]. */
+static void query_body(sl_buf_t *b, const char *cql)
+{
+    b_int(b, (uint32_t)strlen(cql));
+    sl_buf_puts(b, cql);
+    b_short(b, 0x0001);
+    sl_buf_putc(b, 0);
+}
+
+static void lz4_roundtrip(bool ready_compressed)
+{
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {.compression = true};
+    sl_cql_conn_t *c = client(&s, &o);
+    CHECK(srv_handshake_lz4(&s, c, ready_compressed));
+    CHECK(sl_cql_conn_compression(c) != NULL);
+    CHECK_STR(sl_cql_conn_compression(c), "lz4");
+
+    /* A compressible request: repeated text must shrink and come back whole. */
+    char big[2048];
+    memcpy(big, "INSERT INTO t (k) VALUES ('", 27);
+    memset(big + 27, 'x', sizeof(big) - 27 - 3);
+    memcpy(big + sizeof(big) - 3, "')", 3);
+    qarg_t q1 = {big}, q2 = {"SELECT 1"};
+    rec_t r1 = {0}, r2 = {0};
+    CHECK_INT(send_q(c, &q1, &r1), SL_CQL_SEND_OK);
+    CHECK_INT(send_q(c, &q2, &r2), SL_CQL_SEND_OK);
+    rq_t a, b;
+    CHECK(srv_next(&s, c, &a));
+    CHECK(srv_next(&s, c, &b));
+    CHECK_INT(a.opcode, 0x07);
+    CHECK_INT(a.flags, 0x01);
+    CHECK_INT(b.flags, 0x01);
+    CHECK(a.len < 200); /* 2 KB of mostly 'x' */
+    sl_buf_t got = SL_BUF_INIT, want = SL_BUF_INIT;
+    CHECK(rq_decompress(&a, &got));
+    query_body(&want, big);
+    CHECK_INT(got.len, want.len);
+    CHECK(got.len == want.len && memcmp(got.data, want.data, want.len) == 0);
+    want.len = 0;
+    CHECK(rq_decompress(&b, &got));
+    query_body(&want, "SELECT 1");
+    CHECK(got.len == want.len && memcmp(got.data, want.data, want.len) == 0);
+
+    /* Responses: one compressed (dispatched decompressed), one plain. */
+    uint8_t rows_void[4] = {0, 0, 0, 1};
+    reply_lz4(&s, b.stream, 0x08, rows_void, sizeof(rows_void));
+    reply_void(&s, a.stream);
+    int64_t end = sl_now_ms() + 3000;
+    while ((r1.calls == 0 || r2.calls == 0) && sl_now_ms() < end) {
+        pump(c, 5);
+    }
+    CHECK_INT(r1.calls, 1);
+    CHECK_INT(r2.calls, 1);
+    CHECK_INT(r1.status, SL_CQL_REQ_OK);
+    CHECK_INT(r2.status, SL_CQL_REQ_OK);
+    CHECK_INT(r2.opcode, 0x08);
+    CHECK_INT(r2.stream, b.stream);
+    CHECK_INT(r2.flags, 0); /* the callback sees the frame decompressed */
+    CHECK_INT(r2.body_len, 4);
+    CHECK_INT(r2.result_kind, 1);
+    CHECK_INT(sl_cql_conn_state(c), SL_CQL_CONN_READY);
+    sl_buf_free(&got);
+    sl_buf_free(&want);
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+}
+
+TEST(lz4_negotiated_roundtrip)
+{
+    lz4_roundtrip(false);
+}
+
+TEST(lz4_ready_compressed)
+{
+    lz4_roundtrip(true);
+}
+
+/* With authentication: the STARTUP goes plain, the AUTH_RESPONSE after the
+ * AUTHENTICATE compressed; a compressed AUTH_SUCCESS completes the handshake;
+ * the USE keyspace QUERY is compressed too. */
+TEST(lz4_auth_and_use_compressed)
+{
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {
+        .compression = true, .user = "user", .password = "password", .keyspace = "ks"};
+    sl_cql_conn_t *c = client(&s, &o);
+    rq_t r;
+    CHECK(srv_accept(&s, c));
+    CHECK(srv_next(&s, c, &r) && r.opcode == 0x05);
+    reply_supported_lz4(&s, r.stream);
+    CHECK(srv_next(&s, c, &r) && r.opcode == 0x01);
+    CHECK_INT(r.flags, 0);
+    sl_buf_t b = SL_BUF_INIT;
+    b_str(&b, "org.apache.cassandra.auth.PasswordAuthenticator");
+    reply(&s, r.stream, 0x03, &b); /* AUTHENTICATE, plain */
+    CHECK(srv_next(&s, c, &r));
+    CHECK_INT(r.opcode, 0x0F);
+    CHECK_INT(r.flags, 0x01);
+    static const uint8_t tok[] = {0, 0,   0,   14,  0,   'u', 's', 'e', 'r',
+                                  0, 'p', 'a', 's', 's', 'w', 'o', 'r', 'd'};
+    sl_buf_t got = SL_BUF_INIT;
+    CHECK(rq_decompress(&r, &got));
+    CHECK(got.len == sizeof(tok) && memcmp(got.data, tok, sizeof(tok)) == 0);
+    static const uint8_t null_token[] = {0xff, 0xff, 0xff, 0xff};
+    reply_lz4(&s, r.stream, 0x10, null_token, sizeof(null_token)); /* AUTH_SUCCESS */
+    CHECK(srv_next(&s, c, &r));
+    CHECK_INT(r.opcode, 0x07);
+    CHECK_INT(r.flags, 0x01);
+    CHECK(rq_decompress(&r, &got));
+    sl_buf_free(&b);
+    query_body(&b, "USE \"ks\"");
+    CHECK(got.len == b.len && memcmp(got.data, b.data, b.len) == 0);
+    sl_buf_free(&b);
+    b_int(&b, 3); /* RESULT Set_keyspace "ks", compressed */
+    b_str(&b, "ks");
+    reply_lz4(&s, r.stream, 0x08, b.data, b.len);
+    CHECK(pump_until_state(c, SL_CQL_CONN_READY));
+    CHECK_STR(sl_cql_conn_compression(c), "lz4");
+    /* a ready-made frame already flagged compressed is refused */
+    static const uint8_t flagged[] = {0x04, 0x01, 0, 0, 0x05, 0, 0, 0, 0};
+    const char *err = NULL;
+    CHECK_INT(sl_cql_conn_send_frame(c, flagged, sizeof(flagged), rec_cb, NULL, &err),
+              SL_CQL_SEND_INVALID);
+    CHECK(err != NULL);
+    sl_buf_free(&b);
+    sl_buf_free(&got);
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+}
+
+TEST(lz4_not_offered_stays_plain)
+{
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {.compression = true};
+    sl_cql_conn_t *c = client(&s, &o);
+    CHECK(srv_handshake(&s, c)); /* checks the STARTUP has no COMPRESSION */
+    CHECK(sl_cql_conn_compression(c) == NULL);
+    qarg_t q = {"SELECT 1"};
+    rec_t r = {0};
+    CHECK_INT(send_q(c, &q, &r), SL_CQL_SEND_OK);
+    rq_t rq;
+    CHECK(srv_next(&s, c, &rq));
+    CHECK_INT(rq.flags, 0);
+    sl_buf_t want = SL_BUF_INIT;
+    query_body(&want, "SELECT 1");
+    CHECK(rq.len == want.len && memcmp(rq.body, want.data, want.len) == 0);
+    sl_buf_free(&want);
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+}
+
+TEST(lz4_offered_but_not_wanted)
+{
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {0};
+    sl_cql_conn_t *c = client(&s, &o);
+    rq_t r;
+    CHECK(srv_accept(&s, c) && srv_next(&s, c, &r) && r.opcode == 0x05);
+    reply_supported_lz4(&s, r.stream);
+    CHECK(srv_next(&s, c, &r));
+    CHECK_INT(r.opcode, 0x01);
+    CHECK(r.len == sizeof(k_startup_body) && memcmp(r.body, k_startup_body, r.len) == 0);
+    reply(&s, r.stream, 0x02, NULL);
+    CHECK(pump_until_state(c, SL_CQL_CONN_READY));
+    CHECK(sl_cql_conn_compression(c) == NULL);
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+}
+
+/* After an lz4 handshake, answers a query with the given raw frame bytes and
+ * expects the connection to fail with msg. */
+static void lz4_bad_response(const uint8_t *bytes, size_t n, const char *msg, uint32_t max_frame)
+{
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {.compression = true, .max_frame_bytes = max_frame};
+    sl_cql_conn_t *c = client(&s, &o);
+    CHECK(srv_handshake_lz4(&s, c, false));
+    qarg_t q = {"INSERT"};
+    rec_t r = {0};
+    CHECK_INT(send_q(c, &q, &r), SL_CQL_SEND_OK);
+    rq_t rq;
+    CHECK(srv_next(&s, c, &rq));
+    srv_write(&s, bytes, n);
+    CHECK(pump_until_state(c, SL_CQL_CONN_FAILED));
+    CHECK_CONTAINS(sl_cql_conn_error(c), msg);
+    CHECK_INT(r.calls, 1);
+    CHECK_INT(r.status, SL_CQL_REQ_LOST);
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+}
+
+TEST(lz4_corrupt_body_fails)
+{
+    /* declares 4 bytes; the block is a token asking for 15+ literals it lacks */
+    static const uint8_t bad[] = {0x84, 0x01, 0, 0, 0x08, 0, 0, 0, 7, 0, 0, 0, 4, 0xF0, 0x20, 1};
+    lz4_bad_response(bad, sizeof(bad), "corrupt LZ4 frame on stream 0", 0);
+    /* a valid block of 4 bytes, but 5 declared */
+    static const uint8_t shortish[] = {0x84, 0x01, 0, 0, 0x08, 0, 0, 0, 9,
+                                       0,    0,    0, 5, 0x40, 0, 0, 0, 1};
+    lz4_bad_response(shortish, sizeof(shortish), "corrupt LZ4", 0);
+    /* a body too short to hold the length */
+    static const uint8_t tiny[] = {0x84, 0x01, 0, 0, 0x08, 0, 0, 0, 2, 0, 0};
+    lz4_bad_response(tiny, sizeof(tiny), "has no length", 0);
+    /* a declared length over max_frame_bytes is refused before allocating */
+    static const uint8_t huge[] = {0x84, 0x01, 0, 0, 0x08, 0, 0, 0, 5, 0x10, 0, 0, 0, 0};
+    lz4_bad_response(huge, sizeof(huge), "more than the 1000 allowed", 1000);
+}
+
+TEST(compressed_response_without_negotiation_fails)
+{
+    static const uint8_t z[] = {0x84, 0x01, 0, 0, 0x08, 0, 0, 0, 9, 0, 0, 0, 4, 0x40, 0, 0, 0, 1};
+    bad_input_script(z, sizeof(z), false, "none negotiated", 0);
+}
+
 TEST_MAIN(T(handshake_plain), T(handshake_auth), T(handshake_auth_bad_credentials),
           T(handshake_auth_required_without_user), T(use_keyspace), T(use_keyspace_error),
           T(pipelined_out_of_order), T(stream_exhaustion_backpressure), T(invalid_requests),
@@ -1167,4 +1508,7 @@ TEST_MAIN(T(handshake_plain), T(handshake_auth), T(handshake_auth_bad_credential
           T(garbage_response_fails_cleanly), T(truncated_response_fails_cleanly),
           T(response_on_unknown_stream_fails), T(oversized_response_fails_cleanly),
           T(connect_refused), T(handshake_timeout), T(destroy_from_callback),
-          T(destroy_from_lost_callback), T(all_ids_orphaned_fails_connection))
+          T(destroy_from_lost_callback), T(all_ids_orphaned_fails_connection),
+          T(lz4_negotiated_roundtrip), T(lz4_ready_compressed), T(lz4_auth_and_use_compressed),
+          T(lz4_not_offered_stays_plain), T(lz4_offered_but_not_wanted), T(lz4_corrupt_body_fails),
+          T(compressed_response_without_negotiation_fails))
