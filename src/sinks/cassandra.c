@@ -384,6 +384,7 @@ static void cass_short_error(const char *e, char *out, size_t n)
 
 typedef struct cass_cols {
     bool done, failed;
+    bool counter_table; /* some column is a counter */
     char names[64][64];
     size_t n;
     char msg[256];
@@ -394,18 +395,24 @@ static void cass_cols_cb(void *ctx, const sl_cql_outcome_t *out)
     cass_cols_t *cc = ctx;
     cc->done = true;
     if (!out->ok || out->response->result.kind != SL_CQL_RESULT_ROWS ||
-        out->response->result.rows.meta.n_cols != 2) {
+        out->response->result.rows.meta.n_cols != 3) {
         cc->failed = true;
         snprintf(cc->msg, sizeof(cc->msg), "%s", out->ok ? "unexpected result" : out->message);
         return;
     }
     sl_cql_row_iter_t it;
-    sl_cql_bytes_t cells[2];
+    sl_cql_bytes_t cells[3];
     sl_cql_rows_iter(&out->response->result.rows, &it);
     while (sl_cql_rows_next(&it, cells)) {
-        sl_cql_str_t name, kind;
+        sl_cql_str_t name, kind, type;
         if (sl_cql_val_text(cells[0], &name) != 0 || sl_cql_val_text(cells[1], &kind) != 0 ||
-            kind.len != 10 || memcmp(kind.data, "clustering", 10) != 0) {
+            sl_cql_val_text(cells[2], &type) != 0) {
+            continue;
+        }
+        if (type.len == 7 && memcmp(type.data, "counter", 7) == 0) {
+            cc->counter_table = true;
+        }
+        if (kind.len != 10 || memcmp(kind.data, "clustering", 10) != 0) {
             continue;
         }
         if (cc->n == SL_ARRAY_LEN(cc->names) || name.len >= sizeof(cc->names[0])) {
@@ -431,19 +438,23 @@ static void cass_literal(sl_buf_t *b, const char *s)
     sl_buf_append(b, "'", 1);
 }
 
-/* Finds which markers bind the table's clustering columns (by name). A
- * statement that leaves one unbound by name gets rows_known false: its rows
- * of one partition are then never batched together. */
+/* Reads the table's columns from system_schema.columns. A table with a
+ * counter column makes the statement a counter update even without a counter
+ * marker (`SET views = views + 1`): COUNTER batches, and the counter-unknown
+ * rule. For other tables, finds which markers bind the clustering columns (by
+ * name); a statement that leaves one unbound by name gets rows_known false: its
+ * rows of one partition are then never batched together. */
 static void cass_find_clustering(cass_shared_t *sh, sl_cql_cluster_t *c, const sl_cql_prepared_t *p,
                                  int64_t deadline)
 {
     sh->rows_known = false;
     sh->n_ck = 0;
-    if (sh->bind.counter || p->bind.n_cols == 0 || p->bind.cols == NULL) {
+    if (p->bind.n_cols == 0 || p->bind.cols == NULL) {
         return;
     }
     sl_buf_t q = SL_BUF_INIT;
-    sl_buf_printf(&q, "SELECT column_name, kind FROM system_schema.columns WHERE keyspace_name = ");
+    sl_buf_printf(
+        &q, "SELECT column_name, kind, type FROM system_schema.columns WHERE keyspace_name = ");
     cass_literal(&q, p->bind.cols[0].keyspace);
     sl_buf_printf(&q, " AND table_name = ");
     cass_literal(&q, p->bind.cols[0].table);
@@ -473,6 +484,16 @@ static void cass_find_clustering(cass_shared_t *sh, sl_cql_cluster_t *c, const s
                     "cannot read the table's clustering columns: records of one partition are "
                     "sent one per request (no batching)",
                     "error=\"%s\"", cols.done ? cols.msg : (err ? err : "timed out"));
+        return;
+    }
+    if (cols.counter_table && !sh->bind.counter) {
+        sh->bind.counter = true;
+        sl_log_info("sink.cassandra",
+                    "the table has counter columns: counter updates (COUNTER batches; a write "
+                    "of unknown fate follows counter_unknown)",
+                    NULL);
+    }
+    if (sh->bind.counter) {
         return;
     }
     for (size_t i = 0; i < cols.n; i++) {

@@ -41,6 +41,7 @@ static struct {
     uint16_t pk[2];
     int sessions;
     const char *clustering; /* the table's clustering column, or NULL: none */
+    bool counter_table;     /* the table has a counter column */
     int queries;
 } fk;
 
@@ -155,8 +156,18 @@ const char *sl_cql_cluster_prepare_error(const sl_cql_cluster_t *c, int h)
     return NULL;
 }
 
-/* The sink asks for the table's clustering columns at startup: answers
- * (at once) with one row (fk.clustering, "clustering") or none. */
+/* The sink reads the table's columns at startup: answers (at once) with
+ * rows (column_name, kind, type): the clustering column fk.clustering if set,
+ * and a counter column if fk.counter_table. */
+static size_t fk_cell(uint8_t *p, const char *s)
+{
+    size_t l = strlen(s);
+    p[0] = p[1] = p[2] = 0;
+    p[3] = (uint8_t)l;
+    memcpy(p + 4, s, l);
+    return 4 + l;
+}
+
 sl_cql_send_rc_t sl_cql_cluster_query(sl_cql_cluster_t *c, const char *cql, size_t len,
                                       uint16_t consistency, sl_cql_cluster_cb cb, void *ctx,
                                       const char **err)
@@ -165,29 +176,33 @@ sl_cql_send_rc_t sl_cql_cluster_query(sl_cql_cluster_t *c, const char *cql, size
     (void)consistency;
     (void)err;
     fk.queries++;
-    CHECK(len > 0 && strstr(cql, "system_schema.columns") != NULL);
+    CHECK(len > 0 &&
+          strstr(cql, "SELECT column_name, kind, type FROM system_schema.columns") != NULL);
     CHECK(strstr(cql, "keyspace_name = 'ks' AND table_name = 't'") != NULL);
-    uint8_t content[128];
+    uint8_t content[256];
     size_t n = 0;
     int32_t rows = 0;
+    n += fk_cell(content + n, "k");
+    n += fk_cell(content + n, "partition_key");
+    n += fk_cell(content + n, "int");
+    rows++;
     if (fk.clustering) {
-        const char *cells[2] = {fk.clustering, "clustering"};
-        for (int i = 0; i < 2; i++) {
-            size_t l = strlen(cells[i]);
-            content[n++] = 0;
-            content[n++] = 0;
-            content[n++] = 0;
-            content[n++] = (uint8_t)l;
-            memcpy(content + n, cells[i], l);
-            n += l;
-        }
-        rows = 1;
+        n += fk_cell(content + n, fk.clustering);
+        n += fk_cell(content + n, "clustering");
+        n += fk_cell(content + n, "bigint");
+        rows++;
+    }
+    if (fk.counter_table) {
+        n += fk_cell(content + n, "hits");
+        n += fk_cell(content + n, "regular");
+        n += fk_cell(content + n, "counter");
+        rows++;
     }
     sl_cql_response_t r;
     memset(&r, 0, sizeof(r));
     r.opcode = SL_CQL_OP_RESULT;
     r.result.kind = SL_CQL_RESULT_ROWS;
-    r.result.rows.meta.n_cols = 2;
+    r.result.rows.meta.n_cols = 3;
     r.result.rows.n_rows = rows;
     r.result.rows.content = content;
     r.result.rows.content_len = n;
@@ -418,6 +433,32 @@ TEST(same_row_writes_never_share_a_batch)
     CHECK_INT(fk.sent[2].first_key, 2);
     CHECK_INT(fk.sent[3].first_key, 1);
     CHECK_INT(count_results(SL_STATUS_OK), 4);
+    stop(&in);
+}
+
+/* `UPDATE t SET hits = hits + 1 WHERE k = :k AND v = :v` binds no counter
+ * marker, but the table has a counter column: it is a counter update all the
+ * same (COUNTER batches, and a write of unknown fate is not resent). */
+TEST(counter_table_without_counter_marker)
+{
+    inst_t in;
+    fk.counter_table = true;
+    start(&in, "{contact_points: [127.0.0.1], statement: 'x'}", false);
+    fk.counter_table = false;
+    int64_t keys[] = {1, 1};
+    for (uint32_t i = 0; i < 2; i++) {
+        rec(i, keys[i], 10 * i);
+    }
+    CHECK_INT(submit_range(&in, 0, 2), 2);
+    CHECK_INT(fk.n_sent, 1);
+    CHECK_INT(fk.sent[0].batch_type, SL_CQL_BATCH_COUNTER);
+    sl_cql_outcome_t lost = {.ok = false,
+                             .cls = SL_CQL_ERRCLASS_RETRIABLE,
+                             .code = -1,
+                             .maybe_applied = true,
+                             .message = "host 127.0.0.1: connection lost"};
+    fk_finish(0, &lost);
+    CHECK_INT(count_results(SL_STATUS_REJECT), 2); /* dead-lettered, not resent */
     stop(&in);
 }
 
@@ -713,7 +754,8 @@ TEST(reprepare_and_fatal_are_retried)
     stop(&in);
 }
 
-TEST_MAIN(T(same_row_writes_never_share_a_batch), T(groups_by_partition_into_execute_and_batch),
+TEST_MAIN(T(same_row_writes_never_share_a_batch), T(counter_table_without_counter_marker),
+          T(groups_by_partition_into_execute_and_batch),
           T(writetime_kafka_is_sent_and_splits_batches), T(rejects_bad_records_and_takes_the_rest),
           T(again_takes_a_prefix_or_keeps_the_rest), T(budget_is_shared_and_wakes_refused_lanes),
           T(permanent_batch_is_split_and_bad_records_rejected),
