@@ -554,6 +554,10 @@ static int cass_prepare_binding(cass_shared_t *sh, char *err)
         if (tls != NULL) {
             /* a TLS failure: the connection's own text says what to check */
             char msg[256];
+            const char *failed = strstr(tls, " failed: ");
+            if (strncmp(tls, "TLS handshake with ", 19) == 0 && failed != NULL) {
+                tls = failed + 9; /* the host is in the message already */
+            }
             const char *semi = strchr(tls, ';');
             size_t len = semi ? (size_t)(semi - tls) : strlen(tls);
             snprintf(msg, sizeof(msg), "%.*s", (int)SL_MIN(len, sizeof(msg) - 1), tls);
