@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,6 +380,69 @@ static int cc_tls_ctx(sl_cql_conn_t *conn)
     return 0;
 }
 
+/* The socket under OpenSSL: its own BIO so that writes use send() with
+ * MSG_NOSIGNAL like the plain path (OpenSSL's socket BIO uses write(), and a
+ * peer that closed would raise SIGPIPE in the whole process). One method
+ * for the process, made once; the fd is the BIO's data. */
+static BIO_METHOD *cc_bio_method;
+static pthread_once_t cc_bio_once = PTHREAD_ONCE_INIT;
+
+static int cc_bio_write(BIO *b, const char *data, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = send(fd, data, (size_t)len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_write(b);
+    }
+    return (int)n;
+}
+
+static int cc_bio_read(BIO *b, char *data, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = recv(fd, data, (size_t)len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_read(b);
+    }
+    return (int)n;
+}
+
+static long cc_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing is buffered here */
+}
+
+static int cc_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void cc_bio_init(void)
+{
+    int type = BIO_get_new_index();
+    BIO_METHOD *m =
+        type < 0 ? NULL : BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "sluice cql socket");
+    if (m != NULL &&
+        (BIO_meth_set_write(m, cc_bio_write) != 1 || BIO_meth_set_read(m, cc_bio_read) != 1 ||
+         BIO_meth_set_ctrl(m, cc_bio_ctrl) != 1 || BIO_meth_set_create(m, cc_bio_create) != 1)) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    cc_bio_method = m;
+}
+
 static bool cc_is_ip(const char *name)
 {
     unsigned char a[sizeof(struct in6_addr)];
@@ -392,12 +456,17 @@ static void cc_tls_start(sl_cql_conn_t *conn)
 {
     char eb[160];
     const char *name = conn->tls_name ? conn->tls_name : conn->host;
+    pthread_once(&cc_bio_once, cc_bio_init);
     conn->ssl = SSL_new(conn->ssl_ctx);
-    if (conn->ssl == NULL || SSL_set_fd(conn->ssl, conn->fd) != 1) {
+    BIO *bio = cc_bio_method != NULL ? BIO_new(cc_bio_method) : NULL;
+    if (conn->ssl == NULL || bio == NULL) {
+        BIO_free(bio);
         cc_fail(conn, SL_CQL_CONN_FAILED, "TLS with %s:%d: %s", conn->host, conn->port,
                 cc_ssl_errstr(eb, sizeof(eb)));
         return;
     }
+    BIO_set_data(bio, (void *)(intptr_t)conn->fd);
+    SSL_set_bio(conn->ssl, bio, bio); /* the SSL owns it now */
     bool ip = cc_is_ip(name);
     if (!ip && SSL_set_tlsext_host_name(conn->ssl, name) != 1) {
         cc_fail(conn, SL_CQL_CONN_FAILED, "TLS with %s:%d: cannot set the SNI name %s: %s",
@@ -1331,8 +1400,8 @@ int64_t sl_cql_conn_next_timeout_ms(const sl_cql_conn_t *conn)
     default:
         return -1;
     }
-    if (conn->ssl != NULL && SSL_has_pending(conn->ssl)) {
-        return conn->now; /* decrypted or buffered input poll cannot see */
+    if (conn->ssl != NULL && SSL_pending(conn->ssl) > 0) {
+        return conn->now; /* decrypted input poll cannot see */
     }
     int64_t t = -1;
     if (conn->dl_head >= 0) {
@@ -1378,7 +1447,7 @@ void sl_cql_conn_process(sl_cql_conn_t *conn, short revents, int64_t now_ms)
     } else if ((conn->state == SL_CQL_CONN_HANDSHAKING || conn->state == SL_CQL_CONN_READY) &&
                ((revents & (POLLIN | POLLHUP | POLLERR)) ||
                 (conn->tls_rd_out && (revents & POLLOUT)) ||
-                (conn->ssl != NULL && SSL_has_pending(conn->ssl)))) {
+                (conn->ssl != NULL && SSL_pending(conn->ssl) > 0))) {
         cc_read(conn);
     }
     cc_timers(conn);

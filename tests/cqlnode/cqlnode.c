@@ -1216,6 +1216,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &act, NULL);
     sigaction(SIGUSR1, &act, NULL);
     sigaction(SIGUSR2, &act, NULL);
+    signal(SIGPIPE, SIG_IGN); /* SSL_write uses write(): a gone client must not kill the node */
 
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, conf.listen, &sa.sin_addr) != 1) {
