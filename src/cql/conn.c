@@ -103,8 +103,9 @@ struct sl_cql_conn {
      * and after a failure. tls_hs: the TLS handshake is running (state
      * CONNECTING), waiting for tls_want. tls_wlen: the length of an
      * SSL_write to repeat after WANT_READ/WANT_WRITE (0: none); tls_rd_out:
-     * an SSL_read wants the socket writable. */
-    bool tls, tls_verify_host, tls_hs, tls_rd_out;
+     * an SSL_read wants the socket writable; tls_wr_in: an SSL_write waits
+     * for input (then POLLOUT is not asked for: it would spin). */
+    bool tls, tls_verify_host, tls_hs, tls_rd_out, tls_wr_in;
     short tls_want;
     int tls_wlen;
     char *tls_ca, *tls_cert, *tls_key, *tls_name;
@@ -679,7 +680,8 @@ short sl_cql_conn_events(const sl_cql_conn_t *conn)
     if (conn->state == SL_CQL_CONN_CONNECTING) {
         return conn->tls_hs ? conn->tls_want : POLLOUT;
     }
-    return (short)(POLLIN | (conn->out.len > conn->out_off || conn->tls_rd_out ? POLLOUT : 0));
+    bool out = (conn->out.len > conn->out_off && !conn->tls_wr_in) || conn->tls_rd_out;
+    return (short)(POLLIN | (out ? POLLOUT : 0));
 }
 
 const char *sl_cql_conn_compression(const sl_cql_conn_t *conn)
@@ -1264,6 +1266,7 @@ static ssize_t cc_write_tls(sl_cql_conn_t *conn)
     ERR_clear_error();
     errno = 0;
     int n = SSL_write(conn->ssl, conn->out.data + conn->out_off, len);
+    conn->tls_wr_in = false;
     if (n > 0) {
         conn->tls_wlen = 0;
         return n;
@@ -1271,6 +1274,7 @@ static ssize_t cc_write_tls(sl_cql_conn_t *conn)
     int err = SSL_get_error(conn->ssl, n);
     if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
         conn->tls_wlen = len;
+        conn->tls_wr_in = err == SSL_ERROR_WANT_READ;
         return 0;
     }
     cc_tls_failed(conn, "write", err);
