@@ -7,6 +7,7 @@ pkgs=(
   gcc make cmake pkg-config clang libclang-rt-14-dev clang-format
   librdkafka-dev libyaml-dev libmicrohttpd-dev
   liblz4-dev                             # LZ4 frame compression of the CQL client
+  libssl-dev openssl                     # TLS of the CQL client; openssl makes test certificates
   kcat python3
   python3-cassandra                      # an independent CQL driver that checks the CQL test node
   tshark                                 # independent decoder of our CQL bytes

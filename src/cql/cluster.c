@@ -274,7 +274,9 @@ struct sl_cql_cluster {
     char *user, *password;
     int cph, max_inflight, connect_ms, request_ms, heartbeat_ms, rc_min, rc_max;
     bool token_aware;
-    bool compression; /* LZ4 when offered (sl_cql_conn_opts_t.compression) */
+    bool compression;          /* LZ4 when offered (sl_cql_conn_opts_t.compression) */
+    bool tls, tls_verify_host; /* TLS on every connection (sl_cql_conn_opts_t) */
+    char *tls_ca_file, *tls_cert_file, *tls_key_file, *tls_server_name;
     void (*log)(void *ctx, int level, const char *msg);
     void *log_ctx;
 
@@ -931,6 +933,12 @@ static void cl_ctrl_connect(sl_cql_cluster_t *c)
         .user = c->user,
         .password = c->password,
         .compression = c->compression,
+        .tls = c->tls,
+        .tls_verify_host = c->tls_verify_host,
+        .tls_ca_file = c->tls_ca_file,
+        .tls_cert_file = c->tls_cert_file,
+        .tls_key_file = c->tls_key_file,
+        .tls_server_name = c->tls_server_name,
         .on_event = cl_ctrl_event,
         .on_state = cl_ctrl_state,
         .cb_ctx = c,
@@ -1119,6 +1127,12 @@ static void cl_pconn_open(sl_cql_cluster_t *c, cl_host_t *h, int slot)
         .user = c->user,
         .password = c->password,
         .compression = c->compression,
+        .tls = c->tls,
+        .tls_verify_host = c->tls_verify_host,
+        .tls_ca_file = c->tls_ca_file,
+        .tls_cert_file = c->tls_cert_file,
+        .tls_key_file = c->tls_key_file,
+        .tls_server_name = c->tls_server_name,
         .on_state = cl_pool_state,
         .cb_ctx = pc,
     };
@@ -1361,6 +1375,12 @@ sl_cql_cluster_t *sl_cql_cluster_create(const sl_cql_cluster_opts_t *opts, char 
     c->rc_max = rc_max;
     c->token_aware = opts->token_aware;
     c->compression = opts->compression;
+    c->tls = opts->tls;
+    c->tls_verify_host = opts->tls_verify_host;
+    c->tls_ca_file = opts->tls_ca_file ? sl_xstrdup(opts->tls_ca_file) : NULL;
+    c->tls_cert_file = opts->tls_cert_file ? sl_xstrdup(opts->tls_cert_file) : NULL;
+    c->tls_key_file = opts->tls_key_file ? sl_xstrdup(opts->tls_key_file) : NULL;
+    c->tls_server_name = opts->tls_server_name ? sl_xstrdup(opts->tls_server_name) : NULL;
     c->log = opts->log;
     c->log_ctx = opts->log_ctx;
     c->now = sl_now_ms();
@@ -1397,6 +1417,10 @@ void sl_cql_cluster_destroy(sl_cql_cluster_t *c)
         free(h);
     }
     free(c->hosts);
+    free(c->tls_ca_file);
+    free(c->tls_cert_file);
+    free(c->tls_key_file);
+    free(c->tls_server_name);
     cl_refresh_clear(c);
     sl_cql_replmap_free(&c->rmap);
     for (size_t i = 0; i < c->n_stmts; i++) {

@@ -76,6 +76,16 @@ typedef struct sl_cql_cluster_opts {
     int reconnect_max_ms;      /* 0: 30000 */
     bool token_aware;          /* false: round-robin over local hosts */
     bool compression;          /* LZ4 frame compression where the server offers it; false: none */
+    /* TLS on every connection: see the tls fields of sl_cql_conn_opts_t
+     * (cql/conn.h). Hosts are reached by address, so with tls_verify_host
+     * each node's certificate must name its address unless
+     * tls_server_name gives the one name every certificate carries. */
+    bool tls;
+    bool tls_verify_host;
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
     /* Log lines (connections lost, hosts up/down, topology) go here; NULL:
      * none. level: 0 debug, 1 info, 2 warn, 3 error. */
     void (*log)(void *ctx, int level, const char *msg);

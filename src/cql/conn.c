@@ -1,11 +1,17 @@
 #include "cql/conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <lz4.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +61,7 @@ typedef struct cc_slot {
 struct sl_cql_conn {
     sl_cql_conn_state_t state;
     int fd;
-    char err[256];
+    char err[512];
     char *host, *keyspace, *user, *password;
     int port;
     int connect_timeout_ms, request_timeout_ms, heartbeat_ms;
@@ -92,6 +98,19 @@ struct sl_cql_conn {
     bool want_lz4, lz4_rx, lz4_tx;
     sl_buf_t zbuf; /* compressed request body (scratch) */
     sl_buf_t dbuf; /* decompressed response body, valid during dispatch */
+
+    /* TLS: one SSL_CTX and one SSL per connection; ssl is NULL without TLS
+     * and after a failure. tls_hs: the TLS handshake is running (state
+     * CONNECTING), waiting for tls_want. tls_wlen: the length of an
+     * SSL_write to repeat after WANT_READ/WANT_WRITE (0: none); tls_rd_out:
+     * an SSL_read wants the socket writable; tls_wr_in: an SSL_write waits
+     * for input (then POLLOUT is not asked for: it would spin). */
+    bool tls, tls_verify_host, tls_hs, tls_rd_out, tls_wr_in;
+    short tls_want;
+    int tls_wlen;
+    char *tls_ca, *tls_cert, *tls_key, *tls_name;
+    SSL_CTX *ssl_ctx;
+    SSL *ssl;
 
     sl_arena_t arena;     /* handshake response decoding */
     int depth;            /* > 0 while inside process or destroy (callbacks may run) */
@@ -205,6 +224,16 @@ static void cc_fail(sl_cql_conn_t *conn, sl_cql_conn_state_t state, const char *
     va_start(ap, fmt);
     vsnprintf(conn->err, sizeof(conn->err), fmt, ap);
     va_end(ap);
+    if (conn->ssl != NULL) {
+        if (state == SL_CQL_CONN_CLOSED && !conn->tls_hs) {
+            (void)SSL_shutdown(conn->ssl); /* best effort close_notify, never waits */
+        }
+        SSL_free(conn->ssl);
+        conn->ssl = NULL;
+        ERR_clear_error();
+    }
+    conn->tls_hs = false;
+    conn->tls_wlen = 0;
     if (conn->fd >= 0) {
         close(conn->fd);
         conn->fd = -1;
@@ -290,6 +319,248 @@ out:
 
 static void cc_start_handshake(sl_cql_conn_t *conn);
 
+/* ---- TLS -------------------------------------------------------------------------------- */
+
+/* The text of the newest OpenSSL error queue entry (the queue is cleared). */
+static const char *cc_ssl_errstr(char *buf, size_t size)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (e == 0) {
+        snprintf(buf, size, "no OpenSSL error detail");
+    } else {
+        ERR_error_string_n(e, buf, size);
+    }
+    ERR_clear_error();
+    return buf;
+}
+
+/* Builds the connection's SSL_CTX. Returns 0, or -1 after failing it. */
+static int cc_tls_ctx(sl_cql_conn_t *conn)
+{
+    char eb[160];
+    conn->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (conn->ssl_ctx == NULL) {
+        cc_fail(conn, SL_CQL_CONN_FAILED, "TLS: SSL_CTX_new: %s", cc_ssl_errstr(eb, sizeof(eb)));
+        return -1;
+    }
+    SSL_CTX *ctx = conn->ssl_ctx;
+    (void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* A server closing without close_notify reads as an end of stream. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    int ok = conn->tls_ca != NULL ? SSL_CTX_load_verify_locations(ctx, conn->tls_ca, NULL)
+                                  : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        if (conn->tls_ca != NULL && access(conn->tls_ca, R_OK) != 0) {
+            snprintf(eb, sizeof(eb), "%s", strerror(errno));
+            ERR_clear_error();
+        } else {
+            cc_ssl_errstr(eb, sizeof(eb));
+        }
+        cc_fail(conn, SL_CQL_CONN_FAILED, "TLS: cannot load the CA certificates from %s: %s",
+                conn->tls_ca ? conn->tls_ca : "the default paths", eb);
+        return -1;
+    }
+    if (conn->tls_cert != NULL || conn->tls_key != NULL) {
+        const char *cert = conn->tls_cert ? conn->tls_cert : conn->tls_key;
+        const char *key = conn->tls_key ? conn->tls_key : conn->tls_cert;
+        if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+            cc_fail(conn, SL_CQL_CONN_FAILED, "TLS: cannot load the client certificate %s: %s",
+                    cert, cc_ssl_errstr(eb, sizeof(eb)));
+            return -1;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            cc_fail(conn, SL_CQL_CONN_FAILED,
+                    "TLS: cannot use the client key %s with the certificate %s: %s", key, cert,
+                    cc_ssl_errstr(eb, sizeof(eb)));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The socket under OpenSSL: its own BIO so that writes use send() with
+ * MSG_NOSIGNAL like the plain path (OpenSSL's socket BIO uses write(), and a
+ * peer that closed would raise SIGPIPE in the whole process). One method
+ * for the process, made once; the fd is the BIO's data. */
+static BIO_METHOD *cc_bio_method;
+static pthread_once_t cc_bio_once = PTHREAD_ONCE_INIT;
+
+static int cc_bio_write(BIO *b, const char *data, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = send(fd, data, (size_t)len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_write(b);
+    }
+    return (int)n;
+}
+
+static int cc_bio_read(BIO *b, char *data, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = recv(fd, data, (size_t)len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_read(b);
+    }
+    return (int)n;
+}
+
+static long cc_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing is buffered here */
+}
+
+static int cc_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void cc_bio_init(void)
+{
+    int type = BIO_get_new_index();
+    BIO_METHOD *m =
+        type < 0 ? NULL : BIO_meth_new(type | BIO_TYPE_SOURCE_SINK, "sluice cql socket");
+    if (m != NULL &&
+        (BIO_meth_set_write(m, cc_bio_write) != 1 || BIO_meth_set_read(m, cc_bio_read) != 1 ||
+         BIO_meth_set_ctrl(m, cc_bio_ctrl) != 1 || BIO_meth_set_create(m, cc_bio_create) != 1)) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    cc_bio_method = m;
+}
+
+static bool cc_is_ip(const char *name)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
+static void cc_tls_handshake(sl_cql_conn_t *conn);
+
+/* TCP is connected: starts the TLS handshake. */
+static void cc_tls_start(sl_cql_conn_t *conn)
+{
+    char eb[160];
+    const char *name = conn->tls_name ? conn->tls_name : conn->host;
+    pthread_once(&cc_bio_once, cc_bio_init);
+    conn->ssl = SSL_new(conn->ssl_ctx);
+    BIO *bio = cc_bio_method != NULL ? BIO_new(cc_bio_method) : NULL;
+    if (conn->ssl == NULL || bio == NULL) {
+        BIO_free(bio);
+        cc_fail(conn, SL_CQL_CONN_FAILED, "TLS with %s:%d: %s", conn->host, conn->port,
+                cc_ssl_errstr(eb, sizeof(eb)));
+        return;
+    }
+    BIO_set_data(bio, (void *)(intptr_t)conn->fd);
+    SSL_set_bio(conn->ssl, bio, bio); /* the SSL owns it now */
+    bool ip = cc_is_ip(name);
+    if (!ip && SSL_set_tlsext_host_name(conn->ssl, name) != 1) {
+        cc_fail(conn, SL_CQL_CONN_FAILED, "TLS with %s:%d: cannot set the SNI name %s: %s",
+                conn->host, conn->port, name, cc_ssl_errstr(eb, sizeof(eb)));
+        return;
+    }
+    if (conn->tls_verify_host) {
+        int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl), name)
+                    : SSL_set1_host(conn->ssl, name);
+        if (ok != 1) {
+            cc_fail(conn, SL_CQL_CONN_FAILED,
+                    "TLS with %s:%d: cannot set the expected certificate name %s: %s", conn->host,
+                    conn->port, name, cc_ssl_errstr(eb, sizeof(eb)));
+            return;
+        }
+    }
+    SSL_set_connect_state(conn->ssl);
+    conn->tls_hs = true;
+    cc_tls_handshake(conn);
+}
+
+/* Fails the connection after a TLS error (SSL_get_error code err) with what
+ * to check. */
+static void cc_tls_failed(sl_cql_conn_t *conn, const char *during, int err)
+{
+    char eb[160];
+    long vr = conn->ssl != NULL ? SSL_get_verify_result(conn->ssl) : X509_V_OK;
+    const char *name = conn->tls_name ? conn->tls_name : conn->host;
+    if (conn->tls_hs && vr != X509_V_OK) {
+        ERR_clear_error();
+        bool name_err = vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH;
+        char hint[320];
+        if (name_err) {
+            snprintf(hint, sizeof(hint),
+                     "the certificate does not name %s: set tls_server_name to a name it "
+                     "carries, or turn tls_verify_host off",
+                     name);
+        } else {
+            snprintf(hint, sizeof(hint),
+                     "is the server's certificate signed by a CA in tls_ca_file %s?",
+                     conn->tls_ca ? conn->tls_ca : "(unset: the system's default CAs)");
+        }
+        cc_fail(conn, SL_CQL_CONN_FAILED,
+                "TLS handshake with %s:%d failed: certificate verification: %s (%s)", conn->host,
+                conn->port, X509_verify_cert_error_string(vr), hint);
+    } else if (err == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
+        int e = errno;
+        cc_fail(conn, SL_CQL_CONN_FAILED, "TLS %s with %s:%d failed: %s%s", during, conn->host,
+                conn->port, e != 0 ? strerror(e) : "the server closed the connection",
+                conn->tls_hs ? " (is TLS enabled on the server's native transport port?)" : "");
+    } else if (err == SSL_ERROR_ZERO_RETURN) {
+        cc_fail(conn, SL_CQL_CONN_FAILED, "connection closed by the server%s",
+                conn->tls_hs ? " during the TLS handshake" : "");
+    } else {
+        cc_fail(conn, SL_CQL_CONN_FAILED, "TLS %s with %s:%d failed: %s%s", during, conn->host,
+                conn->port, cc_ssl_errstr(eb, sizeof(eb)),
+                conn->tls_hs ? " (does the server speak TLS on this port?)" : "");
+    }
+}
+
+/* Drives SSL_connect; on success starts the CQL handshake. */
+static void cc_tls_handshake(sl_cql_conn_t *conn)
+{
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_connect(conn->ssl);
+    if (rc == 1) {
+        conn->tls_hs = false;
+        conn->last_io = conn->now;
+        cc_start_handshake(conn);
+        return;
+    }
+    int err = SSL_get_error(conn->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        conn->tls_want = POLLIN;
+    } else if (err == SSL_ERROR_WANT_WRITE) {
+        conn->tls_want = POLLOUT;
+    } else {
+        cc_tls_failed(conn, "handshake", err);
+    }
+}
+
+/* After the TCP connect: TLS first when configured, else the CQL handshake. */
+static void cc_connected(sl_cql_conn_t *conn)
+{
+    conn->last_io = conn->now;
+    if (conn->tls) {
+        cc_tls_start(conn);
+    } else {
+        cc_start_handshake(conn);
+    }
+}
+
 sl_cql_conn_t *sl_cql_conn_create(const sl_cql_conn_opts_t *opts)
 {
     sl_cql_conn_t *conn = sl_xcalloc(1, sizeof(*conn));
@@ -323,10 +594,23 @@ sl_cql_conn_t *sl_cql_conn_create(const sl_cql_conn_opts_t *opts)
     conn->now = sl_now_ms();
     conn->last_io = conn->now;
     conn->handshake_deadline = conn->now + conn->connect_timeout_ms;
+    conn->tls = opts->tls;
+    conn->tls_verify_host = opts->tls_verify_host;
+    conn->tls_ca = opts->tls_ca_file && opts->tls_ca_file[0] ? sl_xstrdup(opts->tls_ca_file) : NULL;
+    conn->tls_cert =
+        opts->tls_cert_file && opts->tls_cert_file[0] ? sl_xstrdup(opts->tls_cert_file) : NULL;
+    conn->tls_key =
+        opts->tls_key_file && opts->tls_key_file[0] ? sl_xstrdup(opts->tls_key_file) : NULL;
+    conn->tls_name = opts->tls_server_name && opts->tls_server_name[0]
+                         ? sl_xstrdup(opts->tls_server_name)
+                         : NULL;
+    if (conn->tls && cc_tls_ctx(conn) != 0) {
+        return conn;
+    }
 
     int rc = cc_connect(conn);
     if (rc == 1) {
-        cc_start_handshake(conn);
+        cc_connected(conn);
     }
     return conn;
 }
@@ -347,6 +631,12 @@ static void cc_free(sl_cql_conn_t *conn)
     sl_buf_free(&conn->zbuf);
     sl_buf_free(&conn->dbuf);
     sl_arena_free(&conn->arena);
+    SSL_free(conn->ssl);
+    SSL_CTX_free(conn->ssl_ctx);
+    free(conn->tls_ca);
+    free(conn->tls_cert);
+    free(conn->tls_key);
+    free(conn->tls_name);
     free(conn);
 }
 
@@ -388,9 +678,10 @@ short sl_cql_conn_events(const sl_cql_conn_t *conn)
         return 0;
     }
     if (conn->state == SL_CQL_CONN_CONNECTING) {
-        return POLLOUT;
+        return conn->tls_hs ? conn->tls_want : POLLOUT;
     }
-    return (short)(POLLIN | (conn->out.len > conn->out_off ? POLLOUT : 0));
+    bool out = (conn->out.len > conn->out_off && !conn->tls_wr_in) || conn->tls_rd_out;
+    return (short)(POLLIN | (out ? POLLOUT : 0));
 }
 
 const char *sl_cql_conn_compression(const sl_cql_conn_t *conn)
@@ -872,8 +1163,65 @@ static void cc_parse(sl_cql_conn_t *conn)
     }
 }
 
+/* The end of the stream (n == 0 from recv, or TLS close): what arrived
+ * before still counts. */
+static void cc_eof(sl_cql_conn_t *conn)
+{
+    size_t partial = conn->in.len - conn->in_off;
+    cc_parse(conn);
+    if (partial > 0 && conn->state != SL_CQL_CONN_FAILED) {
+        cc_fail(conn, SL_CQL_CONN_FAILED,
+                "connection closed by the server inside a frame (%zu bytes of it)",
+                conn->in.len - conn->in_off);
+    } else {
+        cc_fail(conn, SL_CQL_CONN_FAILED, "connection closed by the server");
+    }
+}
+
+/* Reads with SSL_read: one TLS record at most per call, so it reads until
+ * OpenSSL wants more from the socket; data it still holds when the call
+ * limit is reached makes sl_cql_conn_next_timeout_ms() return now. */
+static void cc_read_tls(sl_cql_conn_t *conn)
+{
+    conn->tls_rd_out = false;
+    for (int i = 0; i < CC_MAX_READS_PER_CALL * 4; i++) {
+        sl_buf_reserve(&conn->in, CC_READ_CHUNK);
+        size_t room = conn->in.cap - conn->in.len - 1;
+        ERR_clear_error();
+        errno = 0;
+        int n =
+            SSL_read(conn->ssl, conn->in.data + conn->in.len, (int)SL_MIN(room, (size_t)INT_MAX));
+        if (n > 0) {
+            conn->in.len += (size_t)n;
+            conn->st.read_calls++;
+            conn->st.bytes_received += (uint64_t)n;
+            conn->last_io = conn->now;
+            continue;
+        }
+        int err = SSL_get_error(conn->ssl, n);
+        if (err == SSL_ERROR_WANT_READ) {
+            break;
+        }
+        if (err == SSL_ERROR_WANT_WRITE) {
+            conn->tls_rd_out = true;
+            break;
+        }
+        if (err == SSL_ERROR_ZERO_RETURN) {
+            cc_eof(conn);
+            return;
+        }
+        cc_tls_failed(conn, "read", err);
+        return;
+    }
+    cc_parse(conn);
+}
+
 static void cc_read(sl_cql_conn_t *conn)
 {
+    if (conn->ssl != NULL) {
+        cc_read_tls(conn);
+        return;
+    }
     for (int i = 0; i < CC_MAX_READS_PER_CALL; i++) {
         sl_buf_reserve(&conn->in, CC_READ_CHUNK);
         size_t room = conn->in.cap - conn->in.len - 1;
@@ -889,15 +1237,7 @@ static void cc_read(sl_cql_conn_t *conn)
             continue;
         }
         if (n == 0) {
-            size_t partial = conn->in.len - conn->in_off;
-            cc_parse(conn); /* what arrived before the close still counts */
-            if (partial > 0 && conn->state != SL_CQL_CONN_FAILED) {
-                cc_fail(conn, SL_CQL_CONN_FAILED,
-                        "connection closed by the server inside a frame (%zu bytes of it)",
-                        conn->in.len - conn->in_off);
-            } else {
-                cc_fail(conn, SL_CQL_CONN_FAILED, "connection closed by the server");
-            }
+            cc_eof(conn);
             return;
         }
         if (errno == EINTR) {
@@ -915,9 +1255,49 @@ static void cc_read(sl_cql_conn_t *conn)
 
 /* ---- Writing ---------------------------------------------------------------------------- */
 
+/* One SSL_write of the unwritten output. After WANT_READ/WANT_WRITE the
+ * same length is written again (the bytes from out_off do not change; the
+ * buffer may move: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). Returns the bytes
+ * written, 0 to wait for the socket, -1 after failing the connection. */
+static ssize_t cc_write_tls(sl_cql_conn_t *conn)
+{
+    size_t left = conn->out.len - conn->out_off;
+    int len = conn->tls_wlen > 0 ? conn->tls_wlen : (int)SL_MIN(left, (size_t)(1u << 30));
+    ERR_clear_error();
+    errno = 0;
+    int n = SSL_write(conn->ssl, conn->out.data + conn->out_off, len);
+    conn->tls_wr_in = false;
+    if (n > 0) {
+        conn->tls_wlen = 0;
+        return n;
+    }
+    int err = SSL_get_error(conn->ssl, n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        conn->tls_wlen = len;
+        conn->tls_wr_in = err == SSL_ERROR_WANT_READ;
+        return 0;
+    }
+    cc_tls_failed(conn, "write", err);
+    return -1;
+}
+
 static void cc_write(sl_cql_conn_t *conn)
 {
-    while (conn->out.len > conn->out_off) {
+    while (conn->ssl != NULL && conn->out.len > conn->out_off) {
+        ssize_t n = cc_write_tls(conn);
+        if (n < 0) {
+            return;
+        }
+        if (n == 0) {
+            break;
+        }
+        conn->out_off += (size_t)n;
+        conn->out_written += (uint64_t)n;
+        conn->st.write_calls++;
+        conn->st.bytes_sent += (uint64_t)n;
+        conn->last_io = conn->now;
+    }
+    while (conn->ssl == NULL && conn->out.len > conn->out_off) {
         ssize_t n = send(conn->fd, conn->out.data + conn->out_off, conn->out.len - conn->out_off,
                          MSG_NOSIGNAL);
         if (n > 0) {
@@ -959,8 +1339,10 @@ static void cc_timers(sl_cql_conn_t *conn)
     if ((conn->state == SL_CQL_CONN_CONNECTING || conn->state == SL_CQL_CONN_HANDSHAKING) &&
         conn->now >= conn->handshake_deadline) {
         cc_fail(conn, SL_CQL_CONN_FAILED, "%s %s:%d timed out after %d ms",
-                conn->state == SL_CQL_CONN_CONNECTING ? "connect to" : "handshake with", conn->host,
-                conn->port, conn->connect_timeout_ms);
+                conn->tls_hs                            ? "TLS handshake with"
+                : conn->state == SL_CQL_CONN_CONNECTING ? "connect to"
+                                                        : "handshake with",
+                conn->host, conn->port, conn->connect_timeout_ms);
         return;
     }
     while (conn->dl_head >= 0 && conn->slots[conn->dl_head].deadline <= conn->now) {
@@ -1022,6 +1404,9 @@ int64_t sl_cql_conn_next_timeout_ms(const sl_cql_conn_t *conn)
     default:
         return -1;
     }
+    if (conn->ssl != NULL && SSL_pending(conn->ssl) > 0) {
+        return conn->now; /* decrypted input poll cannot see */
+    }
     int64_t t = -1;
     if (conn->dl_head >= 0) {
         t = conn->slots[conn->dl_head].deadline;
@@ -1047,7 +1432,8 @@ void sl_cql_conn_process(sl_cql_conn_t *conn, short revents, int64_t now_ms)
     if (now_ms > conn->now) {
         conn->now = now_ms;
     }
-    if (conn->state == SL_CQL_CONN_CONNECTING && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+    if (conn->state == SL_CQL_CONN_CONNECTING && !conn->tls_hs &&
+        (revents & (POLLOUT | POLLERR | POLLHUP))) {
         int soerr = 0;
         socklen_t sl = sizeof(soerr);
         if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) {
@@ -1057,11 +1443,15 @@ void sl_cql_conn_process(sl_cql_conn_t *conn, short revents, int64_t now_ms)
             cc_fail(conn, SL_CQL_CONN_FAILED, "connect to %s:%d: %s", conn->host, conn->port,
                     strerror(soerr));
         } else {
-            conn->last_io = conn->now;
-            cc_start_handshake(conn);
+            cc_connected(conn);
         }
+    } else if (conn->state == SL_CQL_CONN_CONNECTING && conn->tls_hs &&
+               (revents & (POLLIN | POLLOUT | POLLHUP | POLLERR))) {
+        cc_tls_handshake(conn);
     } else if ((conn->state == SL_CQL_CONN_HANDSHAKING || conn->state == SL_CQL_CONN_READY) &&
-               (revents & (POLLIN | POLLHUP | POLLERR))) {
+               ((revents & (POLLIN | POLLHUP | POLLERR)) ||
+                (conn->tls_rd_out && (revents & POLLOUT)) ||
+                (conn->ssl != NULL && SSL_pending(conn->ssl) > 0))) {
         cc_read(conn);
     }
     cc_timers(conn);

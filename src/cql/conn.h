@@ -98,6 +98,19 @@ typedef struct sl_cql_conn_opts {
      * Once negotiated every request after the STARTUP is compressed and
      * responses are decompressed when flagged (the server may send either). */
     bool compression;
+    /* TLS (OpenSSL) over the socket: after the TCP connect a non-blocking
+     * TLS handshake runs (state stays CONNECTING, within connect_timeout_ms),
+     * then the CQL handshake. The server certificate is always verified,
+     * against tls_ca_file (PEM; NULL: the system's default CA paths), and
+     * its name against tls_server_name (NULL: host) when tls_verify_host.
+     * SNI carries tls_server_name or host unless that is an IP address.
+     * tls_cert_file/tls_key_file (PEM): a client certificate, NULL: none. */
+    bool tls;
+    bool tls_verify_host;
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
     sl_cql_conn_event_cb on_event; /* optional */
     sl_cql_conn_state_cb on_state; /* optional; may run inside create: must not destroy there */
     void *cb_ctx;                  /* passed to on_event and on_state */
@@ -114,7 +127,7 @@ typedef enum sl_cql_send_rc {
 typedef struct sl_cql_conn_stats {
     uint64_t frames_sent, frames_received;
     uint64_t bytes_sent, bytes_received;
-    uint64_t write_calls, read_calls; /* successful send()/recv() system calls */
+    uint64_t write_calls, read_calls; /* successful send()/recv() (SSL_write/SSL_read) calls */
     uint64_t timeouts, late_responses, heartbeats;
     uint32_t inflight;  /* reserved stream ids, timed-out ones included */
     uint32_t timed_out; /* of which waiting for a late response */
@@ -139,7 +152,8 @@ const char *sl_cql_conn_state_name(sl_cql_conn_state_t state);
 /* The socket to poll, or -1 when there is none (failed, closed). */
 int sl_cql_conn_fd(const sl_cql_conn_t *conn);
 /* The poll events wanted now: POLLOUT while connecting or with unwritten
- * requests, POLLIN while connected; 0 without a socket. */
+ * requests, POLLIN while connected (during a TLS handshake, what TLS waits
+ * for); 0 without a socket. */
 short sl_cql_conn_events(const sl_cql_conn_t *conn);
 /* Does all the work that is due: completes the connect, reads and dispatches
  * every complete frame, fires request timeouts, sends a heartbeat, writes the
@@ -149,7 +163,8 @@ short sl_cql_conn_events(const sl_cql_conn_t *conn);
  * requests is failed. */
 void sl_cql_conn_process(sl_cql_conn_t *conn, short revents, int64_t now_ms);
 /* The absolute time (sl_now_ms clock) at which process must run again even
- * without socket events, or -1 if no timer is pending. */
+ * without socket events, or -1 if no timer is pending. With TLS, decrypted
+ * data already buffered by OpenSSL (not visible to poll) makes it now. */
 int64_t sl_cql_conn_next_timeout_ms(const sl_cql_conn_t *conn);
 
 /* Sends a request: calls build(arg, out, stream, err) once with a free stream

@@ -42,6 +42,12 @@ typedef struct cass_opts {
     int64_t connections_per_host;
     bool token_aware;
     int compression; /* 0 none, 1 lz4 */
+    bool tls;
+    char *tls_ca_file;
+    char *tls_cert_file;
+    char *tls_key_file;
+    bool tls_verify_host;
+    char *tls_server_name;
     int64_t connect_timeout_ms;
     int64_t request_timeout_ms;
     int64_t startup_timeout_ms;
@@ -95,6 +101,20 @@ static const sl_option_t cass_options[] = {
     {"compression", SL_OPT_ENUM, CASS_OPT(compression), "none", false, 0, 0, cass_compressions,
      "Frame compression: lz4 where the server offers it (CQL v4 LZ4 bodies; less network, a "
      "little more CPU), or none."},
+    {"tls", SL_OPT_BOOL, CASS_OPT(tls), "false", false, 0, 0, NULL,
+     "Connect with TLS (OpenSSL); the server's certificate is always verified."},
+    {"tls_ca_file", SL_OPT_STRING, CASS_OPT(tls_ca_file), NULL, false, 0, 0, NULL,
+     "PEM file of the CA certificates to verify the server with (default: the system's CAs)."},
+    {"tls_cert_file", SL_OPT_STRING, CASS_OPT(tls_cert_file), NULL, false, 0, 0, NULL,
+     "PEM client certificate (chain), for servers that require client authentication."},
+    {"tls_key_file", SL_OPT_STRING, CASS_OPT(tls_key_file), NULL, false, 0, 0, NULL,
+     "PEM private key of tls_cert_file."},
+    {"tls_verify_host", SL_OPT_BOOL, CASS_OPT(tls_verify_host), "true", false, 0, 0, NULL,
+     "Check that the certificate names the host (its address as discovered, or "
+     "tls_server_name)."},
+    {"tls_server_name", SL_OPT_STRING, CASS_OPT(tls_server_name), NULL, false, 0, 0, NULL,
+     "Name every node's certificate carries, checked instead of the host address and sent as "
+     "SNI (default: none)."},
     {"token_aware", SL_OPT_BOOL, CASS_OPT(token_aware), "true", false, 0, 0, NULL,
      "Send each write to a replica of its partition (else round-robin)."},
     {"connect_timeout", SL_OPT_DURATION, CASS_OPT(connect_timeout_ms), "5s", false, 1, 3600 * 1000,
@@ -322,6 +342,12 @@ static void cass_session_opts(const cass_shared_t *sh, const cass_logctx_t *lc,
     co->request_timeout_ms = (int)o->request_timeout_ms;
     co->token_aware = o->token_aware;
     co->compression = o->compression == 1;
+    co->tls = o->tls;
+    co->tls_verify_host = o->tls_verify_host;
+    co->tls_ca_file = o->tls_ca_file;
+    co->tls_cert_file = o->tls_cert_file;
+    co->tls_key_file = o->tls_key_file;
+    co->tls_server_name = o->tls_server_name;
     co->log = cass_log_cb;
     co->log_ctx = (void *)lc;
 }
@@ -545,8 +571,28 @@ static int cass_prepare_binding(cass_shared_t *sh, char *err)
         cass_fmt_ms(o->startup_timeout_ms, t, sizeof(t));
         snprintf(at, sizeof(at), "%s:%lld%s", o->contact_points.items[0], (long long)o->port,
                  o->contact_points.n > 1 ? " (and the other contact points)" : "");
-        if (ce[0] == '\0' || strncmp(ce, "cannot reach", 12) == 0 ||
-            strncmp(ce, "connecting", 10) == 0) {
+        const char *tls = o->tls ? strstr(ce, "TLS") : NULL;
+        if (tls != NULL) {
+            /* a TLS failure: the connection's own text says what to check */
+            char msg[256];
+            const char *failed = strstr(tls, " failed: ");
+            if (strncmp(tls, "TLS handshake with ", 19) == 0 && failed != NULL) {
+                tls = failed + 9; /* the host is in the message already */
+            }
+            const char *semi = strchr(tls, ';');
+            size_t len = semi ? (size_t)(semi - tls) : strlen(tls);
+            snprintf(msg, sizeof(msg), "%.*s", (int)SL_MIN(len, sizeof(msg) - 1), tls);
+            int depth = 0;
+            for (const char *q = msg; *q; q++) {
+                depth += *q == '(' ? 1 : *q == ')' ? -1 : 0;
+            }
+            size_t ml = strlen(msg);
+            if (depth < 0 && ml > 0 && msg[ml - 1] == ')') {
+                msg[ml - 1] = '\0'; /* the session's "(host: error)" wrapper */
+            }
+            cass_errf(err, "sink.cassandra: no TLS connection to %s within %s: %s", at, t, msg);
+        } else if (ce[0] == '\0' || strncmp(ce, "cannot reach", 12) == 0 ||
+                   strncmp(ce, "connecting", 10) == 0) {
             cass_short_error(strncmp(ce, "connecting", 10) == 0 ? "" : ce, why, sizeof(why));
             cass_errf(err,
                       "sink.cassandra: cannot reach Cassandra at %s within %s (%s): start it or "
@@ -622,6 +668,18 @@ static int cass_init(void **shared, const void *opts, const sl_pipeline_info_t *
                       o->writetime, sl_type_name(sh->schema->fields[sh->wt_field].type));
             goto fail;
         }
+    }
+    if (!o->tls && (o->tls_ca_file || o->tls_cert_file || o->tls_key_file || o->tls_server_name)) {
+        cass_errf(err, "sink.cassandra: %s is set but tls is false: set tls: true or remove it",
+                  o->tls_ca_file     ? "tls_ca_file"
+                  : o->tls_cert_file ? "tls_cert_file"
+                  : o->tls_key_file  ? "tls_key_file"
+                                     : "tls_server_name");
+        goto fail;
+    }
+    if ((o->tls_cert_file == NULL) != (o->tls_key_file == NULL)) {
+        cass_errf(err, "sink.cassandra: tls_cert_file and tls_key_file go together: set both");
+        goto fail;
     }
     if (cass_read_password(o, &sh->password, err) != 0) {
         goto fail;

@@ -3,7 +3,11 @@
  *   cqlnode --port N [--listen 127.0.0.1] [--ready-file PATH] [--dump-file PATH]
  *           [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] [--dc DC] [--rack RACK]
  *           [--peer ADDR:PORT=T1[,T2...]]... [--schema-file PATH] [--control-file PATH]
- *           [--lz4]
+ *           [--lz4] [--tls-cert FILE --tls-key FILE]
+ *
+ * --tls-cert/--tls-key (PEM) make the port TLS only: every connection starts
+ * with a non-blocking TLS handshake (SSL_accept in the epoll loop) and then
+ * speaks CQL over it; a client that does not start TLS is dropped.
  *
  * --lz4 offers COMPRESSION lz4 in SUPPORTED (without it the list is empty and
  * a STARTUP asking for any compression is refused). A STARTUP choosing lz4
@@ -35,6 +39,8 @@
 #include <lz4.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,6 +76,9 @@ struct cs_conn {
     bool lz4;      /* STARTUP chose lz4: flagged requests and every later response */
     bool closing;  /* close once out is flushed */
     bool want_out; /* EPOLLOUT registered */
+    SSL *ssl;      /* with --tls-cert */
+    bool tls_hs;   /* TLS handshake not done yet */
+    int tls_wlen;  /* an SSL_write to repeat with this length (0: none) */
     char keyspace[CN_NAME_MAX];
     cs_late_t *late, *late_tail; /* due in order */
 };
@@ -87,7 +96,8 @@ static struct {
     char err_msg[256];
     uint32_t delay_ms;
     bool drop;
-    bool lz4; /* --lz4: offer COMPRESSION lz4 (spec section 5) */
+    bool lz4;         /* --lz4: offer COMPRESSION lz4 (spec section 5) */
+    SSL_CTX *ssl_ctx; /* --tls-cert/--tls-key: TLS on every connection */
 } cs;
 
 static uint64_t cs_now_ms(void)
@@ -664,6 +674,7 @@ static void cs_close(cs_conn_t *c)
         c->next->prev = c->prev;
     }
     epoll_ctl(cs.ep, EPOLL_CTL_DEL, c->fd, NULL);
+    SSL_free(c->ssl);
     close(c->fd);
     while (c->late != NULL) {
         cs_late_t *l = c->late;
@@ -675,10 +686,48 @@ static void cs_close(cs_conn_t *c)
     free(c);
 }
 
+static void cs_events(cs_conn_t *c, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    epoll_ctl(cs.ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = (events & EPOLLOUT) != 0;
+}
+
+/* SSL_write of the unwritten output (the same length again after a WANT_*).
+ * Returns the bytes written, 0 to wait, -1 when the connection is broken. */
+static ssize_t cs_tls_write(cs_conn_t *c)
+{
+    size_t left = c->out.len - c->out_off;
+    int len = c->tls_wlen > 0 ? c->tls_wlen : (int)(left < (1u << 30) ? left : (1u << 30));
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, c->out.data + c->out_off, len);
+    if (n > 0) {
+        c->tls_wlen = 0;
+        return n;
+    }
+    int err = SSL_get_error(c->ssl, n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        c->tls_wlen = len;
+        return 0;
+    }
+    return -1;
+}
+
 /* Writes what it can; returns -1 if the connection is gone. */
 static int cs_flush(cs_conn_t *c)
 {
     while (c->out_off < c->out.len) {
+        if (c->ssl != NULL) {
+            ssize_t w = cs_tls_write(c);
+            if (w < 0) {
+                return -1;
+            }
+            if (w == 0) {
+                break;
+            }
+            c->out_off += (size_t)w;
+            continue;
+        }
         ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) {
@@ -700,9 +749,7 @@ static int cs_flush(cs_conn_t *c)
     }
     bool want = c->out_off < c->out.len;
     if (want != c->want_out) {
-        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
-        epoll_ctl(cs.ep, EPOLL_CTL_MOD, c->fd, &ev);
-        c->want_out = want;
+        cs_events(c, EPOLLIN | (want ? EPOLLOUT : 0));
     }
     return 0;
 }
@@ -711,6 +758,25 @@ static void cs_readable(cs_conn_t *c)
 {
     for (;;) {
         sl_buf_reserve(&c->in, 65536);
+        if (c->ssl != NULL) {
+            ERR_clear_error();
+            int r = SSL_read(c->ssl, c->in.data + c->in.len, (int)(c->in.cap - c->in.len - 1));
+            if (r <= 0) {
+                int err = SSL_get_error(c->ssl, r);
+                if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+                    break;
+                }
+                cs_close(c); /* close_notify, end of stream or a TLS error */
+                return;
+            }
+            c->in.len += (size_t)r;
+            c->in.data[c->in.len] = '\0';
+            cs_process(c);
+            if (c->closing) {
+                break;
+            }
+            continue;
+        }
         ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
         if (n < 0 && errno == EINTR) {
             continue;
@@ -734,6 +800,36 @@ static void cs_readable(cs_conn_t *c)
     }
 }
 
+/* Drives SSL_accept; once done, reads what already arrived. May close c. */
+static void cs_tls_accept(cs_conn_t *c)
+{
+    ERR_clear_error();
+    int rc = SSL_accept(c->ssl);
+    if (rc == 1) {
+        c->tls_hs = false;
+        cs_events(c, EPOLLIN);
+        cs_readable(c);
+        return;
+    }
+    int err = SSL_get_error(c->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+        cs_events(c, EPOLLIN);
+    } else if (err == SSL_ERROR_WANT_WRITE) {
+        cs_events(c, EPOLLOUT);
+    } else {
+        unsigned long e = ERR_peek_last_error();
+        char eb[160];
+        if (e != 0) {
+            ERR_error_string_n(e, eb, sizeof(eb));
+        } else {
+            snprintf(eb, sizeof(eb), "connection closed by the client");
+        }
+        cs_log("TLS handshake failed: %s", eb);
+        ERR_clear_error();
+        cs_close(c);
+    }
+}
+
 static void cs_accept(int lfd)
 {
     for (;;) {
@@ -748,9 +844,22 @@ static void cs_accept(int lfd)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         cs_conn_t *c = sl_xcalloc(1, sizeof(*c));
         c->fd = fd;
+        if (cs.ssl_ctx != NULL) {
+            c->ssl = SSL_new(cs.ssl_ctx);
+            if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+                cs_log("SSL_new failed");
+                SSL_free(c->ssl);
+                close(fd);
+                free(c);
+                continue;
+            }
+            SSL_set_accept_state(c->ssl);
+            c->tls_hs = true;
+        }
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(cs.ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
             cs_log("epoll_ctl: %s", strerror(errno));
+            SSL_free(c->ssl);
             close(fd);
             free(c);
             continue;
@@ -782,7 +891,8 @@ static void cs_usage(void)
     fprintf(stderr, "usage: cqlnode --port N [--listen ADDR] [--ready-file PATH] "
                     "[--dump-file PATH] [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] "
                     "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...]]... "
-                    "[--schema-file PATH] [--control-file PATH] [--lz4]\n");
+                    "[--schema-file PATH] [--control-file PATH] [--lz4] "
+                    "[--tls-cert FILE --tls-key FILE]\n");
 }
 
 /* Reads a whole file into b (NUL-terminated). Returns 0 or -1 (errno set). */
@@ -1005,6 +1115,7 @@ int main(int argc, char **argv)
     };
     const char *ready_file = NULL;
     const char *schema_file = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
     cn_peer_t peers[64];
     size_t n_peers = 0;
     int port = -1;
@@ -1053,6 +1164,10 @@ int main(int argc, char **argv)
             schema_file = val;
         } else if (strcmp(arg, "--control-file") == 0) {
             cs.control_file = val;
+        } else if (strcmp(arg, "--tls-cert") == 0) {
+            tls_cert = val;
+        } else if (strcmp(arg, "--tls-key") == 0) {
+            tls_key = val;
         } else {
             cs_usage();
             return 2;
@@ -1061,6 +1176,23 @@ int main(int argc, char **argv)
     if (port <= 0 || port > 65535) {
         cs_usage();
         return 2;
+    }
+    if ((tls_cert == NULL) != (tls_key == NULL)) {
+        cs_log("--tls-cert and --tls-key go together");
+        return 2;
+    }
+    if (tls_cert != NULL) {
+        cs.ssl_ctx = SSL_CTX_new(TLS_server_method());
+        if (cs.ssl_ctx == NULL || SSL_CTX_use_certificate_chain_file(cs.ssl_ctx, tls_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(cs.ssl_ctx, tls_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(cs.ssl_ctx) != 1) {
+            char eb[160];
+            ERR_error_string_n(ERR_get_error(), eb, sizeof(eb));
+            cs_log("--tls-cert %s --tls-key %s: %s", tls_cert, tls_key, eb);
+            return 2;
+        }
+        SSL_CTX_set_mode(cs.ssl_ctx,
+                         SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
     conf.port = port;
     conf.peers = peers;
@@ -1084,6 +1216,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &act, NULL);
     sigaction(SIGUSR1, &act, NULL);
     sigaction(SIGUSR2, &act, NULL);
+    signal(SIGPIPE, SIG_IGN); /* SSL_write uses write(): a gone client must not kill the node */
 
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, conf.listen, &sa.sin_addr) != 1) {
@@ -1119,7 +1252,7 @@ int main(int argc, char **argv)
         }
         sl_buf_free(&tmp);
     }
-    cs_log("listening on %s:%d", conf.listen, port);
+    cs_log("listening on %s:%d%s", conf.listen, port, cs.ssl_ctx != NULL ? " (TLS)" : "");
 
     bool running = true;
     while (running) {
@@ -1153,7 +1286,9 @@ int main(int argc, char **argv)
                 }
             } else {
                 cs_conn_t *c = p;
-                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                if (c->tls_hs) {
+                    cs_tls_accept(c); /* may close c */
+                } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                     cs_readable(c); /* may close c */
                 } else if ((evs[i].events & EPOLLOUT) && cs_flush(c) != 0) {
                     cs_close(c);
@@ -1176,6 +1311,7 @@ int main(int argc, char **argv)
     close(sfd);
     close(sig_pipe[1]);
     close(cs.ep);
+    SSL_CTX_free(cs.ssl_ctx);
     cn_node_free();
     return 0;
 }

@@ -1,6 +1,12 @@
 /* cqlcli: a small CQL v4 client built on src/cql/conn.c, for tests.
  *
- *   cqlcli --host H --port P [--keyspace K] [--user U --password P] SCRIPT
+ *   cqlcli --host H --port P [--keyspace K] [--user U --password P] [--lz4]
+ *          [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
+ *          [--tls-server-name NAME] [--tls-no-verify-host] SCRIPT
+ *
+ * --lz4 asks for LZ4 compression; --tls (implied by any --tls-* option)
+ * speaks TLS, verifying the server against --tls-ca (default: the system's
+ * CAs) and its name unless --tls-no-verify-host.
  *
  * SCRIPT holds one command a line (blank lines and lines starting with '#'
  * are skipped):
@@ -48,7 +54,9 @@
 #define CC_LINE_MAX 65536
 
 static const char cc_usage[] =
-    "usage: cqlcli --host H --port P [--keyspace K] [--user U --password P] SCRIPT\n";
+    "usage: cqlcli --host H --port P [--keyspace K] [--user U --password P] [--lz4]\n"
+    "              [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]\n"
+    "              [--tls-server-name NAME] [--tls-no-verify-host] SCRIPT\n";
 
 typedef struct cc_stmt {
     const char *name;       /* arena */
@@ -896,7 +904,8 @@ static int cc_line(cc_cli_t *cli, char *line, int lineno)
 
 int main(int argc, char **argv)
 {
-    sl_cql_conn_opts_t opts = {.request_timeout_ms = 10000, .heartbeat_interval_ms = -1};
+    sl_cql_conn_opts_t opts = {
+        .request_timeout_ms = 10000, .heartbeat_interval_ms = -1, .tls_verify_host = true};
     const char *script = NULL;
     for (int k = 1; k < argc; k++) {
         const char *a = argv[k];
@@ -915,6 +924,29 @@ int main(int argc, char **argv)
             k++;
         } else if (strcmp(a, "--password") == 0 && v != NULL) {
             opts.password = v;
+            k++;
+        } else if (strcmp(a, "--lz4") == 0) {
+            opts.compression = true;
+        } else if (strcmp(a, "--tls") == 0) {
+            opts.tls = true;
+        } else if (strcmp(a, "--tls-no-verify-host") == 0) {
+            opts.tls = true;
+            opts.tls_verify_host = false;
+        } else if (strcmp(a, "--tls-ca") == 0 && v != NULL) {
+            opts.tls = true;
+            opts.tls_ca_file = v;
+            k++;
+        } else if (strcmp(a, "--tls-cert") == 0 && v != NULL) {
+            opts.tls = true;
+            opts.tls_cert_file = v;
+            k++;
+        } else if (strcmp(a, "--tls-key") == 0 && v != NULL) {
+            opts.tls = true;
+            opts.tls_key_file = v;
+            k++;
+        } else if (strcmp(a, "--tls-server-name") == 0 && v != NULL) {
+            opts.tls = true;
+            opts.tls_server_name = v;
             k++;
         } else if (a[0] != '-' && script == NULL) {
             script = a;

@@ -257,6 +257,24 @@ TEST(init_errors_tell_what_to_do)
              port, stmt);
     CHECK_INT(init_with(opts, err), -1);
     CHECK_CONTAINS(err, "cannot reach Cassandra"); /* a timestamp field is fine */
+
+    /* TLS options */
+    snprintf(opts, sizeof(opts), "    contact_points: [127.0.0.1]\n    tls_ca_file: /x/ca.pem\n%s",
+             stmt);
+    CHECK_INT(init_with(opts, err), -1);
+    CHECK_STR(err,
+              "sink.cassandra: tls_ca_file is set but tls is false: set tls: true or remove it");
+    snprintf(opts, sizeof(opts),
+             "    contact_points: [127.0.0.1]\n    tls: true\n    tls_cert_file: /x/c.pem\n%s",
+             stmt);
+    CHECK_INT(init_with(opts, err), -1);
+    CHECK_STR(err, "sink.cassandra: tls_cert_file and tls_key_file go together: set both");
+    snprintf(opts, sizeof(opts),
+             "    contact_points: [127.0.0.1]\n    port: %d\n    tls: true\n"
+             "    tls_ca_file: /nonexistent/ca.pem\n    startup_timeout: 300ms\n%s",
+             port, stmt);
+    CHECK_INT(init_with(opts, err), -1);
+    CHECK_CONTAINS(err, "cannot load the CA certificates from /nonexistent/ca.pem");
     close(fd);
 }
 

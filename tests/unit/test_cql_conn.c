@@ -1036,6 +1036,84 @@ TEST(handshake_timeout)
     g_skew = 0;
 }
 
+/* ---- TLS (no certificate needed: setup errors, a silent and a plain server) ------------ */
+
+/* Reads raw bytes (not frames) until at least want have arrived, running
+ * the client meanwhile; false after 3 s or at EOF. */
+static bool srv_read_raw(srv_t *s, sl_cql_conn_t *c, size_t want)
+{
+    int64_t end = sl_now_ms() + 3000;
+    while (s->in.len < want) {
+        if (sl_now_ms() > end) {
+            return false;
+        }
+        pump(c, 0);
+        struct pollfd pf = {.fd = s->fd, .events = POLLIN};
+        if (poll(&pf, 1, 5) <= 0) {
+            continue;
+        }
+        sl_buf_reserve(&s->in, 1 << 16);
+        ssize_t n = recv(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len - 1, 0);
+        if (n <= 0) {
+            return false;
+        }
+        s->in.len += (size_t)n;
+    }
+    return true;
+}
+
+TEST(tls_bad_ca_file_fails_at_create)
+{
+    sl_cql_conn_opts_t o = {
+        .host = "127.0.0.1", .port = 9, .tls = true, .tls_ca_file = "/nonexistent/ca.pem"};
+    sl_cql_conn_t *c = sl_cql_conn_create(&o);
+    CHECK_INT(sl_cql_conn_state(c), SL_CQL_CONN_FAILED);
+    CHECK_STR(sl_cql_conn_error(c), "TLS: cannot load the CA certificates from "
+                                    "/nonexistent/ca.pem: No such file or directory");
+    CHECK_INT(sl_cql_conn_fd(c), -1);
+    sl_cql_conn_destroy(c);
+}
+
+TEST(tls_handshake_timeout)
+{
+    g_skew = 0;
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {.connect_timeout_ms = 200, .tls = true};
+    sl_cql_conn_t *c = client(&s, &o);
+    CHECK(srv_accept(&s, c));
+    CHECK(srv_read_raw(&s, c, 5));          /* the ClientHello record, never answered */
+    CHECK_INT((uint8_t)s.in.data[0], 0x16); /* TLS handshake record */
+    CHECK_INT(sl_cql_conn_state(c), SL_CQL_CONN_CONNECTING);
+    CHECK_INT(sl_cql_conn_events(c), POLLIN); /* waits for the ServerHello */
+    g_skew += 300;
+    pump(c, 0);
+    CHECK_INT(sl_cql_conn_state(c), SL_CQL_CONN_FAILED);
+    char want[128];
+    snprintf(want, sizeof(want), "TLS handshake with 127.0.0.1:%d timed out after 200 ms", s.port);
+    CHECK_STR(sl_cql_conn_error(c), want);
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+    g_skew = 0;
+}
+
+TEST(tls_against_plain_server_fails_cleanly)
+{
+    srv_t s;
+    srv_listen(&s);
+    sl_cql_conn_opts_t o = {.tls = true};
+    sl_cql_conn_t *c = client(&s, &o);
+    CHECK(srv_accept(&s, c));
+    CHECK(srv_read_raw(&s, c, 5));
+    reply_error(&s, 0, 0x000A, "Invalid or unsupported protocol version"); /* as Cassandra */
+    srv_close_conn(&s);
+    CHECK(pump_until_state(c, SL_CQL_CONN_FAILED));
+    CHECK_CONTAINS(sl_cql_conn_error(c), "TLS handshake with 127.0.0.1:");
+    CHECK_CONTAINS(sl_cql_conn_error(c), "(does the server speak TLS on this port?)");
+    sl_cql_conn_destroy(c);
+    srv_free(&s);
+}
+
 typedef struct killer {
     sl_cql_conn_t *conn;
     int calls;
@@ -1511,4 +1589,5 @@ TEST_MAIN(T(handshake_plain), T(handshake_auth), T(handshake_auth_bad_credential
           T(destroy_from_lost_callback), T(all_ids_orphaned_fails_connection),
           T(lz4_negotiated_roundtrip), T(lz4_ready_compressed), T(lz4_auth_and_use_compressed),
           T(lz4_not_offered_stays_plain), T(lz4_offered_but_not_wanted), T(lz4_corrupt_body_fails),
-          T(compressed_response_without_negotiation_fails))
+          T(compressed_response_without_negotiation_fails), T(tls_bad_ca_file_fails_at_create),
+          T(tls_handshake_timeout), T(tls_against_plain_server_fails_cleanly))
