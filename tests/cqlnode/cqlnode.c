@@ -32,6 +32,9 @@
  *                             keyspaces with ERROR CODE and its code-specific body
  *   delay MS                  hold every response MS milliseconds (0: off)
  *   drop                      close every client connection now
+ *   event TYPE CHANGE ADDR PORT  send an EVENT (TOPOLOGY_CHANGE NEW_NODE|REMOVED_NODE,
+ *                             STATUS_CHANGE UP|DOWN) to every connection that
+ *                             REGISTERed for TYPE
  *   clear                     no error, no delay */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,7 +84,12 @@ struct cs_conn {
     int tls_wlen;  /* an SSL_write to repeat with this length (0: none) */
     char keyspace[CN_NAME_MAX];
     cs_late_t *late, *late_tail; /* due in order */
+    uint8_t events;              /* REGISTERed: CS_EV_* bits */
 };
+
+#define CS_EV_TOPOLOGY 1
+#define CS_EV_STATUS 2
+#define CS_EV_SCHEMA 4
 
 static struct {
     int ep;
@@ -525,6 +533,12 @@ static void cs_request(cs_conn_t *c, const sl_cql_frame_t *f)
         if (sl_cql_rd_string_list(&r, &a, &events, &n) != 0) {
             cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream, "malformed REGISTER");
             break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            c->events |= strcmp(events[i], "TOPOLOGY_CHANGE") == 0 ? CS_EV_TOPOLOGY
+                         : strcmp(events[i], "STATUS_CHANGE") == 0 ? CS_EV_STATUS
+                         : strcmp(events[i], "SCHEMA_CHANGE") == 0 ? CS_EV_SCHEMA
+                                                                   : 0;
         }
         cs_frame(c, SL_CQL_VERSION_RESPONSE, stream, SL_CQL_OP_READY, NULL);
         break;
@@ -1005,6 +1019,50 @@ static int cs_control_line(char *line)
             return -1;
         }
         cs.delay_ms = (uint32_t)v;
+        return 0;
+    }
+    if (strcmp(cmd, "event") == 0) {
+        /* event TOPOLOGY_CHANGE|STATUS_CHANGE CHANGE ADDR PORT: an EVENT frame
+         * (stream -1) to every connection REGISTERed for that type */
+        char *type = strtok_r(NULL, " \t", &save);
+        char *change = strtok_r(NULL, " \t", &save);
+        char *addr = strtok_r(NULL, " \t", &save);
+        char *port = strtok_r(NULL, " \t", &save);
+        sl_cql_inet_t in = {0};
+        char *end = NULL;
+        long pv = port != NULL ? strtol(port, &end, 10) : -1;
+        uint8_t bit = type == NULL                           ? 0
+                      : strcmp(type, "TOPOLOGY_CHANGE") == 0 ? CS_EV_TOPOLOGY
+                      : strcmp(type, "STATUS_CHANGE") == 0   ? CS_EV_STATUS
+                                                             : 0;
+        if (bit == 0 || change == NULL || addr == NULL || port == NULL || *end != '\0' || pv < 0 ||
+            pv > 65535) {
+            return -1;
+        }
+        if (inet_pton(AF_INET, addr, in.addr) == 1) {
+            in.addr_len = 4;
+        } else if (inet_pton(AF_INET6, addr, in.addr) == 1) {
+            in.addr_len = 16;
+        } else {
+            return -1;
+        }
+        in.port = (int32_t)pv;
+        sl_buf_t body = SL_BUF_INIT;
+        sl_cql_wr_t w;
+        sl_cql_wr_init(&w, &body);
+        sl_cql_wr_string(&w, type, strlen(type));
+        sl_cql_wr_string(&w, change, strlen(change));
+        sl_cql_wr_inet(&w, &in);
+        int sent = 0;
+        for (cs_conn_t *c = cs.conns; c != NULL; c = c->next) {
+            if (c->ready && (c->events & bit)) {
+                cs_frame(c, SL_CQL_VERSION_RESPONSE, -1, SL_CQL_OP_EVENT, &body);
+                (void)cs_flush(c); /* a failed socket shows on its next event */
+                sent++;
+            }
+        }
+        cs_log("control: %s %s %s:%ld sent to %d connection(s)", type, change, addr, pv, sent);
+        sl_buf_free(&body);
         return 0;
     }
     if (strcmp(cmd, "drop") == 0) {

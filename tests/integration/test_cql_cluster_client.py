@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -319,6 +320,72 @@ def scenario_restart(checks, nodes, port, tmpdir):
     return nodes
 
 
+def scenario_events(checks, nodes, port, tmpdir):
+    """(f) Events. With a 60 s reconnect backoff, a killed and restarted node
+    stays down for the session until cqlnode sends STATUS_CHANGE UP on the
+    control connection; then the session reconnects at once and run 1 reaches
+    the node again. A TOPOLOGY_CHANGE makes the session read system.peers
+    again."""
+    go = os.path.join(tmpdir, "go-events")
+    args = client_args(port, "ks1", 300, 3000,
+                       extra=["--wait-up", 3, "--runs", 2, "--go-file", go, "--inflight", 8,
+                              "--reconnect-min-ms", 60000])
+    client = harness.Proc(args, "client-events", tmpdir)
+    try:
+        harness.wait_until(lambda: {"waiting": 1} in client_lines(client)
+                           or not client.running(), 30, "run 0 to end")
+        out = [x for x in client_lines(client) if "run" in x]
+        if not checks.check(len(out) == 1 and out[0]["ok"] == 300, "events: run 0 written",
+                            f"{out} {client.stderr()[-1500:]}"):
+            return nodes
+        nodes[2].proc.stop(signal.SIGKILL, 10)
+        harness.wait_until(lambda: "host 127.0.0.3 is down" in client.stderr()
+                           or not client.running(), 15, "the session to see node2 down")
+        nodes[2] = start_node(2, port, tmpdir)
+        time.sleep(1.0)  # long enough for a reconnect, were the backoff not 60 s
+        ups = client.stderr().count("host 127.0.0.3 is up")
+        checks.check(ups == 1, "events: the restarted node2 stays down (60 s backoff, no event "
+                     "yet)", ups)
+        for n in nodes[:2]:
+            # a restarted node counts its control reads from 1 again
+            if os.path.exists(n.control_path + ".applied"):
+                os.unlink(n.control_path + ".applied")
+            n.control(f"event STATUS_CHANGE UP 127.0.0.3 {port}")
+        try:
+            harness.wait_until(lambda: client.stderr().count("host 127.0.0.3 is up") >= 2, 10,
+                               "node2 up again")
+        except TimeoutError:
+            pass
+        err = client.stderr()
+        checks.check("status change: 127.0.0.3 UP" in err and err.count("host 127.0.0.3 is up") >= 2,
+                     "events: STATUS_CHANGE UP makes the session reconnect at once", err[-1500:])
+        for n in nodes[:2]:
+            n.control(f"event TOPOLOGY_CHANGE NEW_NODE 127.0.0.3 {port}")
+        try:
+            harness.wait_until(lambda: "reading system.peers again" in client.stderr(), 10,
+                               "the session to read system.peers again")
+        except TimeoutError:
+            pass
+        checks.check("topology change: NEW_NODE 127.0.0.3; reading system.peers again"
+                     in client.stderr(), "events: TOPOLOGY_CHANGE re-reads the peers",
+                     client.stderr()[-1000:])
+        with open(go, "w"):
+            pass
+        rc = client.wait(40)
+        out = [x for x in client_lines(client) if "run" in x]
+        if not checks.check(rc == 0 and len(out) == 2 and out[1]["ok"] == 300,
+                            "events: run 1 written", f"rc {rc}, {out}"):
+            return nodes
+    finally:
+        client.__exit__(None, None, None)
+    ids1 = set(range(3300, 3600))
+    dumps = {n.i: dump(n)[0] for n in nodes}
+    want = check_placement(checks, dumps, "ks1", ids1, lambda i: ring_replicas(i)[0],
+                           "events: run 1 after STATUS_CHANGE UP")
+    checks.check(len(want[2]) > 0, "node2 owns some run-1 rows", len(want[2]))
+    return nodes
+
+
 def scenario_rf2_down(checks, nodes, port):
     """(b) RF 2 (SimpleStrategy in ks2, NetworkTopologyStrategy dc1: 2 in ks3),
     node2 stopped before the run."""
@@ -374,6 +441,7 @@ def test(checks):
         scenario_idle(checks, nodes, port)
         scenario_unprepared(checks, nodes, port)
         nodes = scenario_restart(checks, nodes, port, tmpdir)
+        nodes = scenario_events(checks, nodes, port, tmpdir)
         scenario_rf2_down(checks, nodes, port)
     finally:
         for n in nodes:

@@ -343,7 +343,7 @@ int main(int argc, char **argv)
         .connect_timeout_ms = 2000,
         .request_timeout_ms = request_timeout_ms,
         .reconnect_min_ms = rc_min,
-        .reconnect_max_ms = 2000,
+        .reconnect_max_ms = rc_min > 2000 ? rc_min : 2000,
         .token_aware = token_aware,
         .log = cc_log,
     };
