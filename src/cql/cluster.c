@@ -913,6 +913,28 @@ static const char *cl_ctrl_candidate(const sl_cql_cluster_t *c, size_t i, size_t
     return i < c->n_contacts ? c->contacts[i] : c->hosts[i - c->n_contacts]->addr;
 }
 
+/* The options every connection of the session shares (the control connection
+ * and the pool add their own: in-flight limit, keyspace, callbacks). */
+static sl_cql_conn_opts_t cl_conn_opts(const sl_cql_cluster_t *c, const char *host)
+{
+    return (sl_cql_conn_opts_t){
+        .host = host,
+        .port = c->port,
+        .connect_timeout_ms = c->connect_ms,
+        .request_timeout_ms = c->request_ms,
+        .heartbeat_interval_ms = c->heartbeat_ms,
+        .user = c->user,
+        .password = c->password,
+        .compression = c->compression,
+        .tls = c->tls,
+        .tls_verify_host = c->tls_verify_host,
+        .tls_ca_file = c->tls_ca_file,
+        .tls_cert_file = c->tls_cert_file,
+        .tls_key_file = c->tls_key_file,
+        .tls_server_name = c->tls_server_name,
+    };
+}
+
 static void cl_ctrl_connect(sl_cql_cluster_t *c)
 {
     size_t total;
@@ -923,26 +945,11 @@ static void cl_ctrl_connect(sl_cql_cluster_t *c)
     snprintf(c->ctrl_target, sizeof(c->ctrl_target), "%s", target);
     c->ctrl_failed = false;
     c->ctrl_ready = false;
-    sl_cql_conn_opts_t o = {
-        .host = target,
-        .port = c->port,
-        .connect_timeout_ms = c->connect_ms,
-        .request_timeout_ms = c->request_ms,
-        .heartbeat_interval_ms = c->heartbeat_ms,
-        .max_inflight = 64,
-        .user = c->user,
-        .password = c->password,
-        .compression = c->compression,
-        .tls = c->tls,
-        .tls_verify_host = c->tls_verify_host,
-        .tls_ca_file = c->tls_ca_file,
-        .tls_cert_file = c->tls_cert_file,
-        .tls_key_file = c->tls_key_file,
-        .tls_server_name = c->tls_server_name,
-        .on_event = cl_ctrl_event,
-        .on_state = cl_ctrl_state,
-        .cb_ctx = c,
-    };
+    sl_cql_conn_opts_t o = cl_conn_opts(c, target);
+    o.max_inflight = 64;
+    o.on_event = cl_ctrl_event;
+    o.on_state = cl_ctrl_state;
+    o.cb_ctx = c;
     c->ctrl = sl_cql_conn_create(&o);
 }
 
@@ -1116,26 +1123,11 @@ static void cl_pconn_open(sl_cql_cluster_t *c, cl_host_t *h, int slot)
     pc->c = c;
     pc->host = h;
     h->conns[slot] = pc;
-    sl_cql_conn_opts_t o = {
-        .host = h->addr,
-        .port = c->port,
-        .connect_timeout_ms = c->connect_ms,
-        .request_timeout_ms = c->request_ms,
-        .heartbeat_interval_ms = c->heartbeat_ms,
-        .max_inflight = c->max_inflight,
-        .keyspace = c->keyspace,
-        .user = c->user,
-        .password = c->password,
-        .compression = c->compression,
-        .tls = c->tls,
-        .tls_verify_host = c->tls_verify_host,
-        .tls_ca_file = c->tls_ca_file,
-        .tls_cert_file = c->tls_cert_file,
-        .tls_key_file = c->tls_key_file,
-        .tls_server_name = c->tls_server_name,
-        .on_state = cl_pool_state,
-        .cb_ctx = pc,
-    };
+    sl_cql_conn_opts_t o = cl_conn_opts(c, h->addr);
+    o.max_inflight = c->max_inflight;
+    o.keyspace = c->keyspace;
+    o.on_state = cl_pool_state;
+    o.cb_ctx = pc;
     pc->conn = sl_cql_conn_create(&o);
 }
 

@@ -354,9 +354,26 @@ static void cass_session_opts(const cass_shared_t *sh, const cass_logctx_t *lc,
 
 /* Polls session c until statement h is prepared and a host is ready, or
  * deadline. Returns 0, 1 on timeout, -1 if the statement was refused. */
-static int cass_wait_prepared(sl_cql_cluster_t *c, int h, int64_t deadline)
+/* Startup (main thread): waits for the session's sockets or next timer, at
+ * most 100 ms and not past deadline, then lets it process what is due. */
+static void cass_drive(sl_cql_cluster_t *c, int64_t deadline)
 {
     struct pollfd fds[256];
+    int64_t now = sl_now_ms();
+    int n = sl_cql_cluster_pollfds(c, fds, (int)SL_ARRAY_LEN(fds));
+    int64_t wait = SL_MAX(0, SL_MIN(deadline - now, 100));
+    int64_t nt = sl_cql_cluster_next_timeout_ms(c);
+    if (nt >= 0) {
+        wait = SL_MAX(0, SL_MIN(wait, nt - now));
+    }
+    if (poll(fds, (nfds_t)n, (int)wait) < 0 && errno != EINTR) {
+        n = 0;
+    }
+    sl_cql_cluster_process(c, fds, n, sl_now_ms());
+}
+
+static int cass_wait_prepared(sl_cql_cluster_t *c, int h, int64_t deadline)
+{
     for (;;) {
         if (sl_cql_cluster_prepare_error(c, h) != NULL) {
             return -1;
@@ -364,20 +381,10 @@ static int cass_wait_prepared(sl_cql_cluster_t *c, int h, int64_t deadline)
         if (sl_cql_cluster_prepared(c, h) != NULL && sl_cql_cluster_ready(c)) {
             return 0;
         }
-        int64_t now = sl_now_ms();
-        if (now >= deadline) {
+        if (sl_now_ms() >= deadline) {
             return 1;
         }
-        int n = sl_cql_cluster_pollfds(c, fds, (int)SL_ARRAY_LEN(fds));
-        int64_t wait = SL_MIN(deadline - now, 100);
-        int64_t nt = sl_cql_cluster_next_timeout_ms(c);
-        if (nt >= 0) {
-            wait = SL_MAX(0, SL_MIN(wait, nt - now));
-        }
-        if (poll(fds, (nfds_t)n, (int)wait) < 0 && errno != EINTR) {
-            n = 0;
-        }
-        sl_cql_cluster_process(c, fds, n, sl_now_ms());
+        cass_drive(c, deadline);
     }
 }
 
@@ -486,7 +493,6 @@ static void cass_find_clustering(cass_shared_t *sh, sl_cql_cluster_t *c, const s
     cass_literal(&q, p->bind.cols[0].table);
     cass_cols_t cols = {0};
     const char *err = NULL;
-    struct pollfd fds[256];
     sl_cql_send_rc_t rc = SL_CQL_SEND_AGAIN;
     while (sl_now_ms() < deadline) {
         if (rc != SL_CQL_SEND_OK) {
@@ -498,11 +504,7 @@ static void cass_find_clustering(cass_shared_t *sh, sl_cql_cluster_t *c, const s
         if (cols.done) {
             break;
         }
-        int n = sl_cql_cluster_pollfds(c, fds, (int)SL_ARRAY_LEN(fds));
-        if (poll(fds, (nfds_t)n, 50) < 0 && errno != EINTR) {
-            n = 0;
-        }
-        sl_cql_cluster_process(c, fds, n, sl_now_ms());
+        cass_drive(c, deadline);
     }
     sl_buf_free(&q);
     if (!cols.done || cols.failed) {
