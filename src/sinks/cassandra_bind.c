@@ -355,41 +355,36 @@ void sl_cass_resolve(sl_cql_bytes_t *vals, const uint32_t *offs, size_t n, const
 
 /* ---- grouping ------------------------------------------------------------------------------ */
 
-static int cb_item_cmp(const void *pa, const void *pb)
+static uint64_t cb_group_hash(const sl_cass_item_t *it)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)it->ts;
+    for (size_t i = 0; i < it->key_len; i++) {
+        h = (h ^ it->key[i]) * 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static bool cb_same_group(const sl_cass_item_t *a, const sl_cass_item_t *b)
+{
+    return a->ts == b->ts && a->key_len == b->key_len &&
+           (a->key_len == 0 || memcmp(a->key, b->key, a->key_len) == 0);
+}
+
+static int cb_pos_cmp(const void *pa, const void *pb)
 {
     const sl_cass_item_t *a = pa, *b = pb;
-    if (a->key_len != b->key_len) {
-        return a->key_len < b->key_len ? -1 : 1;
-    }
-    if (a->key_len > 0) {
-        int c = memcmp(a->key, b->key, a->key_len);
-        if (c != 0) {
-            return c;
-        }
-    }
-    if (a->ts != b->ts) {
-        return a->ts < b->ts ? -1 : 1;
-    }
     return a->pos < b->pos ? -1 : (a->pos > b->pos ? 1 : 0);
 }
 
-typedef struct cb_range {
-    uint32_t start, len, first;
-} cb_range_t;
-
-static int cb_range_cmp(const void *pa, const void *pb)
-{
-    const cb_range_t *a = pa, *b = pb;
-    return a->first < b->first ? -1 : (a->first > b->first ? 1 : 0);
-}
-
-/* Whether item j writes a row that one of items[i..j) also writes. */
-static bool cb_row_conflict(const sl_cass_item_t *items, size_t i, size_t j)
+/* Whether item j writes a row that an item of the request whose items are
+ * linked from first (through next) also writes. */
+static bool cb_row_conflict(const sl_cass_item_t *items, const uint32_t *next, uint32_t first,
+                            size_t j)
 {
     if (items[j].row == NULL) {
         return true;
     }
-    for (size_t k = i; k < j; k++) {
+    for (uint32_t k = first; k != UINT32_MAX; k = next[k]) {
         if (items[k].row == NULL || (items[k].row_len == items[j].row_len &&
                                      memcmp(items[k].row, items[j].row, items[j].row_len) == 0)) {
             return true;
@@ -398,6 +393,11 @@ static bool cb_row_conflict(const sl_cass_item_t *items, size_t i, size_t j)
     return false;
 }
 
+/* One pass in pos order with a hash table from (partition, timestamp) to
+ * that group's open request: linear in n (a sort by key cost ~12% of the
+ * sink's CPU). Each item joins its group's open request if it fits, else
+ * opens a new one; requests are numbered as opened, so in order of their
+ * first item. */
 size_t sl_cass_group(sl_cass_item_t *items, size_t n, size_t max_rows, size_t max_bytes,
                      bool distinct_rows, uint32_t *starts)
 {
@@ -408,36 +408,63 @@ size_t sl_cass_group(sl_cass_item_t *items, size_t n, size_t max_rows, size_t ma
     if (max_rows == 0) {
         max_rows = 1;
     }
-    qsort(items, n, sizeof(*items), cb_item_cmp);
-    cb_range_t *r = sl_xmalloc(n * sizeof(*r));
-    size_t nr = 0;
-    size_t i = 0;
-    while (i < n) {
-        size_t j = i + 1;
-        size_t bytes = items[i].bytes;
-        while (
-            j < n && j - i < max_rows && items[j].key_len == items[i].key_len &&
-            items[j].ts == items[i].ts &&
-            (items[i].key_len == 0 || memcmp(items[j].key, items[i].key, items[i].key_len) == 0) &&
-            bytes + items[j].bytes <= max_bytes &&
-            !(distinct_rows && cb_row_conflict(items, i, j))) {
-            bytes += items[j].bytes;
-            j++;
+    for (size_t i = 1; i < n; i++) {
+        if (items[i].pos < items[i - 1].pos) {
+            qsort(items, n, sizeof(*items), cb_pos_cmp);
+            break;
         }
-        r[nr++] = (cb_range_t){(uint32_t)i, (uint32_t)(j - i), items[i].pos};
-        i = j;
     }
-    qsort(r, nr, sizeof(*r), cb_range_cmp);
+    size_t cap = 16;
+    while (cap < 2 * n) {
+        cap *= 2;
+    }
+    /* table: request + 1 per slot (0: empty); per request: first, last,
+     * rows, bytes; per item: the next item of its request */
+    uint32_t *table = sl_xcalloc(cap, sizeof(uint32_t));
+    uint32_t *first = sl_xmalloc(n * sizeof(uint32_t));
+    uint32_t *last = sl_xmalloc(n * sizeof(uint32_t));
+    uint32_t *rows = sl_xmalloc(n * sizeof(uint32_t));
+    size_t *bytes = sl_xmalloc(n * sizeof(size_t));
+    uint32_t *next = sl_xmalloc(n * sizeof(uint32_t));
+    size_t nr = 0;
+    for (size_t j = 0; j < n; j++) {
+        next[j] = UINT32_MAX;
+        size_t slot = (size_t)cb_group_hash(&items[j]) & (cap - 1);
+        while (table[slot] != 0 && !cb_same_group(&items[first[table[slot] - 1]], &items[j])) {
+            slot = (slot + 1) & (cap - 1);
+        }
+        if (table[slot] != 0) {
+            uint32_t q = table[slot] - 1;
+            if (rows[q] < max_rows && bytes[q] + items[j].bytes <= max_bytes &&
+                !(distinct_rows && cb_row_conflict(items, next, first[q], j))) {
+                next[last[q]] = (uint32_t)j;
+                last[q] = (uint32_t)j;
+                rows[q]++;
+                bytes[q] += items[j].bytes;
+                continue;
+            }
+        }
+        first[nr] = last[nr] = (uint32_t)j;
+        rows[nr] = 1;
+        bytes[nr] = items[j].bytes;
+        table[slot] = (uint32_t)++nr; /* the group's open request is now this one */
+    }
     sl_cass_item_t *tmp = sl_xmalloc(n * sizeof(*tmp));
     size_t k = 0;
     for (size_t q = 0; q < nr; q++) {
         starts[q] = (uint32_t)k;
-        memcpy(tmp + k, items + r[q].start, r[q].len * sizeof(*tmp));
-        k += r[q].len;
+        for (uint32_t j = first[q]; j != UINT32_MAX; j = next[j]) {
+            tmp[k++] = items[j];
+        }
     }
     starts[nr] = (uint32_t)k;
     memcpy(items, tmp, n * sizeof(*items));
     free(tmp);
-    free(r);
+    free(next);
+    free(bytes);
+    free(rows);
+    free(last);
+    free(first);
+    free(table);
     return nr;
 }

@@ -598,6 +598,80 @@ TEST(group_distinct_rows_for_upserts)
     CHECK_STR(groups(it, 3, 32, 1 << 20), "0,1,2");
 }
 
+/* The reference: for each item in pos order, scan back for its group's
+ * latest request (quadratic, obviously greedy) and join it if it fits. */
+static size_t group_reference(const sl_cass_item_t *items, size_t n, size_t max_rows,
+                              size_t max_bytes, bool distinct, uint32_t (*req)[64], size_t *len)
+{
+    size_t nr = 0;
+    size_t bytes[512];
+    for (size_t j = 0; j < n; j++) {
+        const sl_cass_item_t *it = &items[j];
+        size_t q = nr;
+        while (q > 0) {
+            const sl_cass_item_t *f = &items[req[q - 1][0]];
+            if (f->ts == it->ts && f->key_len == it->key_len &&
+                memcmp(f->key, it->key, it->key_len) == 0) {
+                break;
+            }
+            q--;
+        }
+        bool fits = q > 0 && len[q - 1] < max_rows && bytes[q - 1] + it->bytes <= max_bytes;
+        for (size_t k = 0; fits && distinct && k < len[q - 1]; k++) {
+            const sl_cass_item_t *o = &items[req[q - 1][k]];
+            if (it->row == NULL || o->row == NULL ||
+                (o->row_len == it->row_len && memcmp(o->row, it->row, it->row_len) == 0)) {
+                fits = false;
+            }
+        }
+        if (fits) {
+            req[q - 1][len[q - 1]++] = (uint32_t)j;
+            bytes[q - 1] += it->bytes;
+        } else {
+            req[nr][0] = (uint32_t)j;
+            len[nr] = 1;
+            bytes[nr++] = it->bytes;
+        }
+    }
+    return nr;
+}
+
+TEST(group_matches_the_greedy_reference_on_random_input)
+{
+    static const char *keys[] = {"", "a", "b", "c", "ab", "ba", "abc", "x"};
+    static const char *rowv[] = {"r1", "r2", "r3", "r4"};
+    uint64_t seed = 88172645463325252ull;
+    for (int round = 0; round < 2000; round++) {
+        sl_cass_item_t it[300], orig[300];
+        uint32_t ref[512][64];
+        size_t len[512];
+        uint32_t starts[301];
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        size_t n = 1 + seed % 300;
+        size_t nkeys = 1 + (seed >> 9) % 8, max_rows = 1 + (seed >> 13) % 6;
+        size_t max_bytes = 10 + (seed >> 17) % 60;
+        bool distinct = (seed >> 23) & 1, with_ts = (seed >> 24) & 1;
+        for (uint32_t i = 0; i < n; i++) {
+            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+            it[i] = item(keys[seed % nkeys], 1 + (seed >> 8) % 20,
+                         with_ts ? (int64_t)((seed >> 16) % 3) : SL_CASS_NO_TS, i);
+            size_t r = (seed >> 20) % 5;
+            it[i].row = r < 4 ? (const uint8_t *)rowv[r] : NULL;
+            it[i].row_len = r < 4 ? 2 : 0;
+        }
+        memcpy(orig, it, n * sizeof(*it));
+        size_t want = group_reference(orig, n, max_rows, max_bytes, distinct, ref, len);
+        size_t got = sl_cass_group(it, n, max_rows, max_bytes, distinct, starts);
+        CHECK_INT(got, want);
+        for (size_t q = 0; q < got && q < want; q++) {
+            CHECK_INT(starts[q + 1] - starts[q], len[q]);
+            for (size_t k = 0; k < len[q] && starts[q] + k < n; k++) {
+                CHECK_INT(it[starts[q] + k].pos, ref[q][k]);
+            }
+        }
+    }
+}
+
 TEST(uuid_and_inet_parsers)
 {
     uint8_t u[16];
@@ -621,4 +695,5 @@ TEST_MAIN(T(binding_maps_markers_to_fields), T(binding_errors_tell_what_to_do),
           T(compatibility_matrix), T(encode_integers), T(encode_floating_point), T(encode_strings),
           T(encode_bool_date_timestamp), T(encode_null_is_unset_but_not_for_a_partition_key),
           T(group_by_partition_in_order), T(group_splits_by_writetime_and_handles_unroutable),
-          T(group_distinct_rows_for_upserts), T(uuid_and_inet_parsers))
+          T(group_distinct_rows_for_upserts), T(group_matches_the_greedy_reference_on_random_input),
+          T(uuid_and_inet_parsers))
