@@ -1144,6 +1144,16 @@ static void cc_parse(sl_cql_conn_t *conn)
             break;
         }
         if (ps == SL_CQL_PARSE_ERROR) {
+            uint8_t v = (uint8_t)conn->in.data[conn->in_off];
+            if (v >= 0x81 && v < SL_CQL_VERSION_RESPONSE) {
+                /* a server that does not speak v4 answers in its own version
+                 * (spec section 1 / Cassandra 2.1 and older) */
+                cc_fail(conn, SL_CQL_CONN_FAILED,
+                        "the server speaks CQL native protocol v%d at most; Sluice speaks v4: "
+                        "it needs Cassandra 2.2 or later (or a compatible server)",
+                        v & 0x7f);
+                return;
+            }
             cc_fail(conn, SL_CQL_CONN_FAILED, "malformed response: %s", f.err);
             return;
         }

@@ -574,7 +574,14 @@ static int cass_prepare_binding(cass_shared_t *sh, char *err)
         snprintf(at, sizeof(at), "%s:%lld%s", o->contact_points.items[0], (long long)o->port,
                  o->contact_points.n > 1 ? " (and the other contact points)" : "");
         const char *tls = o->tls ? strstr(ce, "TLS") : NULL;
-        if (tls != NULL) {
+        const char *ver = strstr(ce, "CQL native protocol v");
+        if (ver != NULL && strstr(ver, " at most") != NULL) {
+            int v = ver[21] >= '1' && ver[21] <= '9' ? ver[21] - '0' : 0;
+            cass_errf(err,
+                      "sink.cassandra: Cassandra at %s speaks CQL native protocol v%d at most; "
+                      "Sluice speaks v4: it needs Cassandra 2.2 or later (upgrade the cluster)",
+                      at, v);
+        } else if (tls != NULL) {
             /* a TLS failure: the connection's own text says what to check */
             char msg[256];
             const char *failed = strstr(tls, " failed: ");

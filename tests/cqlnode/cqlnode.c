@@ -3,11 +3,15 @@
  *   cqlnode --port N [--listen 127.0.0.1] [--ready-file PATH] [--dump-file PATH]
  *           [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] [--dc DC] [--rack RACK]
  *           [--peer ADDR:PORT=T1[,T2...]]... [--schema-file PATH] [--control-file PATH]
- *           [--lz4] [--tls-cert FILE --tls-key FILE]
+ *           [--lz4] [--tls-cert FILE --tls-key FILE] [--max-protocol 3]
  *
  * --tls-cert/--tls-key (PEM) make the port TLS only: every connection starts
  * with a non-blocking TLS handshake (SSL_accept in the epoll loop) and then
  * speaks CQL over it; a client that does not start TLS is dropped.
+ *
+ * --max-protocol 3 plays a Cassandra 2.1 (protocol v3 at most): every v4
+ * frame gets a ProtocolError in a v3 frame, as a server that does not speak
+ * the client's version answers, and the connection is closed.
  *
  * --lz4 offers COMPRESSION lz4 in SUPPORTED (without it the list is empty and
  * a STARTUP asking for any compression is refused). A STARTUP choosing lz4
@@ -105,6 +109,7 @@ static struct {
     uint32_t delay_ms;
     bool drop;
     bool lz4;         /* --lz4: offer COMPRESSION lz4 (spec section 5) */
+    int max_protocol; /* --max-protocol: 3 refuses v4 like Cassandra 2.1 */
     SSL_CTX *ssl_ctx; /* --tls-cert/--tls-key: TLS on every connection */
 } cs;
 
@@ -617,7 +622,7 @@ static void cs_process(cs_conn_t *c)
     while (!c->closing && c->in.len - off >= 1) {
         const uint8_t *p = (const uint8_t *)c->in.data + off;
         size_t left = c->in.len - off;
-        if (p[0] != SL_CQL_VERSION_REQUEST) {
+        if (p[0] != SL_CQL_VERSION_REQUEST || cs.max_protocol == 3) {
             /* Like Cassandra: answer with the version we speak, keep the
              * stream id, and close once the error is written. Drivers then
              * retry with a lower version on a new connection. */
@@ -634,10 +639,10 @@ static void cs_process(cs_conn_t *c)
             } else {
                 snprintf(msg, sizeof(msg),
                          "Invalid or unsupported protocol version (%d); supported versions are "
-                         "(4/v4)",
-                         p[0]);
+                         "(%d/v%d)",
+                         p[0], cs.max_protocol, cs.max_protocol);
             }
-            cs_protocol_error(c, SL_CQL_VERSION_RESPONSE, stream, msg);
+            cs_protocol_error(c, (uint8_t)(0x80 | cs.max_protocol), stream, msg);
             c->closing = true;
             break;
         }
@@ -905,7 +910,7 @@ static void cs_usage(void)
     fprintf(stderr, "usage: cqlnode --port N [--listen ADDR] [--ready-file PATH] "
                     "[--dump-file PATH] [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] "
                     "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...]]... "
-                    "[--schema-file PATH] [--control-file PATH] [--lz4] "
+                    "[--schema-file PATH] [--control-file PATH] [--lz4] [--max-protocol 3] "
                     "[--tls-cert FILE --tls-key FILE]\n");
 }
 
@@ -1177,6 +1182,7 @@ int main(int argc, char **argv)
     cn_peer_t peers[64];
     size_t n_peers = 0;
     int port = -1;
+    cs.max_protocol = 4;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1195,6 +1201,12 @@ int main(int argc, char **argv)
         i++;
         if (strcmp(arg, "--port") == 0) {
             port = atoi(val);
+        } else if (strcmp(arg, "--max-protocol") == 0) {
+            cs.max_protocol = atoi(val);
+            if (cs.max_protocol != 3 && cs.max_protocol != 4) {
+                cs_usage();
+                return 2;
+            }
         } else if (strcmp(arg, "--listen") == 0) {
             conf.listen = val;
         } else if (strcmp(arg, "--ready-file") == 0) {
