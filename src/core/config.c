@@ -21,10 +21,12 @@ static const sl_option_t kafka_options[] = {
      "Any librdkafka consumer property, passed through (e.g. `session.timeout.ms: 6000`, "
      "`security.protocol`). Sluice's defaults: `auto.offset.reset: earliest`, "
      "`enable.auto.commit: true` with `auto.commit.interval.ms: 1000` (only offsets below the "
-     "done watermark are ever stored), `queued.max.messages.kbytes: 2048` per lane (bounds "
-     "prefetch memory; raise it if a single lane cannot keep up) and "
-     "`queued.min.messages: 1000000` (a count threshold stalls librdkafka 2.0.2's refills), "
-     "`fetch.max.bytes: 8388608`. "
+     "done watermark are ever stored), per lane `queued.min.messages: 20000` and "
+     "`queued.max.messages.kbytes: 2048` (bound prefetch memory: librdkafka keeps ~300 bytes "
+     "per message besides its payload), `fetch.max.bytes: 1048576` (bounds what one fetch "
+     "response adds; at least one whole batch is always fetched), `fetch.wait.max.ms: 100` "
+     "(a long poll of caught-up partitions also delays lagging ones). Raise the first three if "
+     "a lane cannot keep up with a distant broker. "
      "`enable.auto.offset.store` and `enable.partition.eof` are managed by Sluice."},
 };
 

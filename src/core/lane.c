@@ -45,6 +45,8 @@ struct sl_lane {
     int64_t starved_since; /* wanted messages, got none, since (0: got some) */
     int64_t last_nudge_ms; /* last fetcher wake-up (lane_nudge_fetcher) */
     int64_t nudge_wait_ms; /* starved time before the next one (backs off) */
+    int64_t nudge_rtt_ms;  /* smoothed time from a nudge to the messages it brought */
+    bool nudged;           /* a nudge was sent in the current starvation */
 
     pthread_mutex_t mu; /* guards posts */
     lane_post_t *posts;
@@ -814,19 +816,39 @@ void sl_lane_join(sl_lane_t *lane)
 /* ---- waking librdkafka's fetcher ------------------------------------------- */
 
 /* librdkafka 2.0.2 stops fetching a partition while its queue (here the lane
- * queue it is forwarded to) is over queued.max.messages.kbytes, and looks
+ * queue it is forwarded to) is over queued.min.messages or
+ * queued.max.messages.kbytes, and looks
  * again only when the broker thread wakes up: up to 1 s later
  * (rd_kafka_max_block_ms). A lane that drained its queue then idles although
  * the broker has data (docs/BENCHMARKS.md). When the lane has wanted messages
- * and got none for LANE_STARVED_MS while a partition shows lag (its cached
+ * and got none for a while (lane_starved_ms) while a partition shows lag (its cached
  * high watermark is above the next offset), seek those partitions to their
  * next offset: the seek is an op for the broker thread, which wakes it up to
  * decide to fetch. The queue is empty, so the purge a seek implies costs
  * nothing; the position does not change. A seek also discards a fetch in
- * flight, so while nudges bring nothing (a slow or distant broker) they back
- * off, doubling up to the broker thread's own 1 s. */
-#define LANE_STARVED_MS 20
+ * flight, so the lane waits twice the time nudges have taken to bring
+ * messages (at least LANE_STARVED_MIN_MS: a few ms on one machine, more with
+ * a distant broker) before it nudges, and while nudges bring nothing they
+ * back off, doubling up to the broker thread's own 1 s. */
+#define LANE_STARVED_MIN_MS 5
 #define LANE_NUDGE_MAX_MS 1000
+
+static int64_t lane_starved_ms(const sl_lane_t *lane)
+{
+    return SL_MIN(SL_MAX(LANE_STARVED_MIN_MS, 2 * lane->nudge_rtt_ms), LANE_NUDGE_MAX_MS);
+}
+
+/* Messages arrived: if a nudge brought them, learn how long that took. */
+static void lane_fed(sl_lane_t *lane, int64_t now)
+{
+    if (lane->nudged) {
+        int64_t took = now - lane->last_nudge_ms;
+        lane->nudge_rtt_ms = lane->nudge_rtt_ms == 0 ? took : (3 * lane->nudge_rtt_ms + took) / 4;
+        lane->nudged = false;
+    }
+    lane->starved_since = 0;
+    lane->nudge_wait_ms = 0;
+}
 
 static void lane_nudge_fetcher(sl_lane_t *lane, int64_t now)
 {
@@ -835,9 +857,9 @@ static void lane_nudge_fetcher(sl_lane_t *lane, int64_t now)
         return;
     }
     if (lane->nudge_wait_ms == 0) {
-        lane->nudge_wait_ms = LANE_STARVED_MS;
+        lane->nudge_wait_ms = lane_starved_ms(lane);
     }
-    if (now - lane->starved_since < LANE_STARVED_MS ||
+    if (now - lane->starved_since < lane_starved_ms(lane) ||
         now - lane->last_nudge_ms < lane->nudge_wait_ms) {
         return;
     }
@@ -865,6 +887,7 @@ static void lane_nudge_fetcher(sl_lane_t *lane, int64_t now)
     if (e != NULL) {
         rd_kafka_error_destroy(e);
     }
+    lane->nudged = true;
     SL_M_ADD(&lane->m, fetch_nudges, 1);
     rd_kafka_topic_partition_list_destroy(list);
 }
@@ -933,8 +956,7 @@ static void *lane_main(void *arg)
             if (got == 0) {
                 lane_nudge_fetcher(lane, now);
             } else {
-                lane->starved_since = 0;
-                lane->nudge_wait_ms = 0;
+                lane_fed(lane, now);
             }
         } else {
             lane->starved_since = 0;

@@ -25,16 +25,25 @@ static const struct {
     {"auto.offset.reset", "earliest"},
     {"enable.auto.commit", "true"},
     {"auto.commit.interval.ms", "1000"},
-    /* With partition queues forwarded to lane queues these apply to each
-     * lane's prefetch queue. librdkafka 2.0.2 takes a partition out of the
-     * fetch set while its queue is over either threshold and re-checks only
-     * when the broker thread next wakes (up to ~1 s): a message-count
-     * threshold that a fast lane crosses constantly stalls it. So the count
-     * is effectively off and the byte budget bounds memory (Sluice's own
-     * in-flight budget and pausing do the rest). */
+    /* Memory. librdkafka turns every fetched message into an op of ~300
+     * bytes (rd_kafka_op_t for a fetched message, 2.0.2) next to its payload
+     * in the decompressed batch, and its byte thresholds count payload only:
+     * for small events the ops are most of the memory (docs/DESIGN.md, "Back-
+     * pressure and memory"). With partition queues forwarded to lane queues,
+     * queued.min.messages and queued.max.messages.kbytes bound each lane's
+     * prefetch queue in messages and in payload bytes; fetch.max.bytes bounds
+     * what one fetch response adds on top (compressed: lz4 small JSON inflates
+     * ~4x). librdkafka 2.0.2 re-checks a queue that fell below its threshold
+     * only when the broker thread next wakes (up to 1 s): the lanes wake it
+     * when starved (lane_nudge_fetcher), so tight thresholds stay fast. */
     {"queued.max.messages.kbytes", "2048"},
-    {"queued.min.messages", "1000000"},
-    {"fetch.max.bytes", "8388608"},
+    {"queued.min.messages", "20000"},
+    {"fetch.max.bytes", "1048576"},
+    /* A fetch that holds only caught-up partitions waits up to this long on
+     * the broker, and librdkafka sends one fetch at a time per broker: a
+     * partition of a lane whose queue was full when the fetch left waits
+     * that long too (measured: 0.4-0.5 s stalls at librdkafka's 500 ms). */
+    {"fetch.wait.max.ms", "100"},
 };
 
 static int kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value, const char *file,

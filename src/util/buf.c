@@ -18,16 +18,6 @@ void sl_buf_reserve(sl_buf_t *b, size_t n)
     b->cap = cap;
 }
 
-void sl_buf_append(sl_buf_t *b, const void *p, size_t n)
-{
-    sl_buf_reserve(b, n);
-    if (n > 0) {
-        memcpy(b->data + b->len, p, n);
-    }
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
 void sl_buf_putc(sl_buf_t *b, char c)
 {
     sl_buf_reserve(b, 1);

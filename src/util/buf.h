@@ -3,6 +3,7 @@
 #define SL_UTIL_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "util/common.h"
 
@@ -19,7 +20,19 @@ typedef struct sl_buf {
 
 /* Makes room for at least n more bytes. */
 void sl_buf_reserve(sl_buf_t *b, size_t n);
-void sl_buf_append(sl_buf_t *b, const void *p, size_t n);
+/* Inline: the CQL writers append a few bytes at a time (an out-of-line
+ * call was ~5% of the Cassandra sink's CPU). */
+static inline void sl_buf_append(sl_buf_t *b, const void *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        sl_buf_reserve(b, n);
+    }
+    if (n > 0) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+    b->data[b->len] = '\0';
+}
 void sl_buf_putc(sl_buf_t *b, char c);
 void sl_buf_puts(sl_buf_t *b, const char *s);
 void sl_buf_printf(sl_buf_t *b, const char *fmt, ...) SL_PRINTF(2, 3);
