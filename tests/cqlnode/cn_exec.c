@@ -1776,7 +1776,8 @@ void cn_node_init(const cn_node_conf_t *conf)
                       "INSERT INTO system.peers (peer, data_center, host_id, preferred_ip, rack, "
                       "release_version, rpc_address, schema_version) VALUES ('%s', '%s', %s, "
                       "'%s', '%s', '4.0.0', '%s', %s)",
-                      p->addr, conf->dc, hid, p->addr, conf->rack, p->addr, svs);
+                      p->addr, p->dc != NULL ? p->dc : conf->dc, hid, p->addr, conf->rack, p->addr,
+                      svs);
         ce_internal(q.data);
     }
     sl_buf_free(&q);

@@ -2,7 +2,7 @@
  *
  *   cqlnode --port N [--listen 127.0.0.1] [--ready-file PATH] [--dump-file PATH]
  *           [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] [--dc DC] [--rack RACK]
- *           [--peer ADDR:PORT=T1[,T2...]]... [--schema-file PATH] [--control-file PATH]
+ *           [--peer ADDR:PORT=T1[,T2...][@DC]]... [--schema-file PATH] [--control-file PATH]
  *           [--lz4] [--tls-cert FILE --tls-key FILE] [--max-protocol 3]
  *
  * --tls-cert/--tls-key (PEM) make the port TLS only: every connection starts
@@ -25,7 +25,8 @@
  *
  * A cluster is several processes, each on its own loopback address with the
  * same port (127.0.0.1, 127.0.0.2, ...: drivers tell hosts apart by address),
- * each told of the others with --peer so it lists them in system.peers. Each
+ * each told of the others with --peer so it lists them in system.peers (in
+ * this node's data center, or in DC with @DC). Each
  * node keeps its own schema (--schema-file: CQL statements separated by ';'
  * run at start) and stores only what it receives.
  *
@@ -909,7 +910,7 @@ static void cs_usage(void)
 {
     fprintf(stderr, "usage: cqlnode --port N [--listen ADDR] [--ready-file PATH] "
                     "[--dump-file PATH] [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] "
-                    "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...]]... "
+                    "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...][@DC]]... "
                     "[--schema-file PATH] [--control-file PATH] [--lz4] [--max-protocol 3] "
                     "[--tls-cert FILE --tls-key FILE]\n");
 }
@@ -1150,9 +1151,19 @@ static int cs_release_late(void)
     return next == UINT64_MAX ? -1 : (int)SL_MIN(next - now, (uint64_t)INT32_MAX);
 }
 
-/* Parses --peer ADDR:PORT=T1[,T2...] into *p (pointing into arg, modified). */
+/* Parses --peer ADDR:PORT=T1[,T2...][@DC] into *p (pointing into arg,
+ * modified). */
 static int cs_peer_parse(char *arg, cn_peer_t *p)
 {
+    char *at = strchr(arg, '@');
+    p->dc = NULL;
+    if (at != NULL) {
+        *at = '\0';
+        if (at[1] == '\0') {
+            return -1;
+        }
+        p->dc = at + 1;
+    }
     char *eq = strchr(arg, '=');
     char *colon = strchr(arg, ':');
     if (eq == NULL || colon == NULL || colon > eq || eq[1] == '\0') {
@@ -1225,7 +1236,7 @@ int main(int argc, char **argv)
             char given[256];
             snprintf(given, sizeof(given), "%s", val);
             if (n_peers == SL_ARRAY_LEN(peers) || cs_peer_parse(val, &peers[n_peers]) != 0) {
-                cs_log("--peer %s: want ADDR:PORT=TOKEN[,TOKEN...] (at most %zu)", given,
+                cs_log("--peer %s: want ADDR:PORT=TOKEN[,TOKEN...][@DC] (at most %zu)", given,
                        SL_ARRAY_LEN(peers));
                 return 2;
             }

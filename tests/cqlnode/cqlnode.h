@@ -151,6 +151,7 @@ typedef struct cn_peer {
     const char *addr;   /* IPv4 address: peer and rpc_address */
     int port;           /* native port (only feeds the host_id) */
     const char *tokens; /* comma-separated */
+    const char *dc;     /* its data center (NULL: this node's) */
 } cn_peer_t;
 
 typedef struct cn_node_conf {

@@ -9,7 +9,12 @@ test_cqlnode_cluster.py does:
             arrives at the node that owns its partition, per-node request
             counts (--dump-stats) match, totals exact
   failover  store events inserted; then one node is killed: the writes it
-            owned go to the next replica on the ring, nothing is lost"""
+            owned go to the next replica on the ring, nothing is lost
+  multi_dc  a second cluster with node 127.0.0.3 in dc2 (cqlnode --dc, and
+            --peer ...@dc2 on the others) and NetworkTopologyStrategy
+            {dc1: 1, dc2: 1}; with local_dc dc1 every insert goes to its dc1
+            replica (the first dc1 node clockwise on the ring, skipping the
+            dc2 node) and the dc2 node receives no request at all"""
 
 import collections
 import os
@@ -159,6 +164,63 @@ def sc_failover(c, tmp, broker, nodes, port):
         c.check(rc == 0, "failover: SIGTERM exits 0", s.stderr()[-1500:])
 
 
+MULTI_DC_SCHEMA = """
+CREATE KEYSPACE shop WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 1, 'dc2': 1};
+CREATE TABLE shop.store_events (name text PRIMARY KEY, price double, dept text);
+"""
+DCS = ["dc1", "dc1", "dc2"]
+
+
+def dc_replica(token, dc):
+    """The first node of data center dc clockwise from token."""
+    import bisect
+    ring = sorted(TOKENS)
+    pos = bisect.bisect_left(ring, token)
+    for k in range(len(ring)):
+        n = TOKENS.index(ring[(pos + k) % len(ring)])
+        if DCS[n] == dc:
+            return n
+    raise AssertionError(f"no node in {dc}")
+
+
+def sc_multi_dc(c, tmp, broker, nodes, port):
+    port = cluster_port()
+    schema = os.path.join(tmp, "multidc.cql")
+    with open(schema, "w") as f:
+        f.write(MULTI_DC_SCHEMA)
+    dc_nodes = []
+    try:
+        for i in range(3):
+            peers = [f"{ADDRS[k]}:{port}={TOKENS[k]}@{DCS[k]}" for k in range(3) if k != i]
+            dc_nodes.append(cs.Node(tmp, f"dcnode{i}", port, schema, addr=ADDRS[i],
+                                    token=TOKENS[i], peers=peers, dc=DCS[i]))
+        rows = cs.store_records(0, 3000)
+        cs.produce_store(broker.bootstrap, "multidc", rows)
+        dlq = os.path.join(tmp, "multidc.dlq")
+        cfg = cs.pipeline(tmp, "multidc", broker.bootstrap, "multidc", "multidc", cs.STORE_SCHEMA,
+                          cluster_sink(port, "shop", cs.INSERT_STMT, max_in_flight=1000), dlq)
+        with st.Sluice(cfg, tmp, name="sluice-multidc", until_end=True) as s:
+            rc = s.wait(120)
+        c.check(rc == 0, "multi_dc: --until-end exits 0", s.stderr()[-2000:])
+        owner = {name: dc_replica(token_of(name.encode()), "dc1") for name, _, _ in rows}
+        c.check(min(collections.Counter(owner.values())[n] for n in (0, 1)) > 300,
+                "multi_dc: the rows spread over both dc1 nodes",
+                collections.Counter(owner.values()))
+        want = cs.want_store(rows)
+        for n in (0, 1):
+            got = cs.store_rows(dc_nodes[n].dump()[0])
+            mine = {k: v for k, v in want.items() if owner[k] == n}
+            c.check(got == mine, f"multi_dc: dc1 node{n} holds exactly its dc1 replica's rows",
+                    cs.store_diff(mine, got))
+        tables, stats = dc_nodes[2].dump()
+        c.check(not cs.store_rows(tables) and stats["executes"] + stats["batches"] == 0,
+                "multi_dc: the dc2 node got no write", stats)
+        c.check(cs.read_dlq(dlq) == [], "multi_dc: nothing dead-lettered")
+    finally:
+        for n in dc_nodes:
+            n.close()
+
+
 def test(c):
     try:
         from cassandra.murmur3 import murmur3
@@ -172,8 +234,8 @@ def test(c):
     port = cluster_port()
     nodes = start_cluster(tmp, port, cs.write_schema(tmp, rf=2))
     try:
-        with harness.DevBroker(["routing:4", "failover:4"], tmpdir=tmp) as broker:
-            for sc in (sc_routing, sc_failover):
+        with harness.DevBroker(["routing:4", "failover:4", "multidc:4"], tmpdir=tmp) as broker:
+            for sc in (sc_routing, sc_failover, sc_multi_dc):
                 failed = c.failed
                 t0 = time.monotonic()
                 try:

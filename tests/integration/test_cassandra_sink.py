@@ -72,7 +72,8 @@ def write_schema(tmpdir, rf=1, name="schema.cql"):
 class Node:
     """One cqlnode process (restartable) with a dump file and a control file."""
 
-    def __init__(self, tmpdir, name, port, schema, addr="127.0.0.1", token=None, peers=()):
+    def __init__(self, tmpdir, name, port, schema, addr="127.0.0.1", token=None, peers=(),
+                 dc=None):
         self.tmpdir = tmpdir
         self.name = name
         self.port = port
@@ -87,6 +88,8 @@ class Node:
             self.args += ["--tokens", token]
         for p in peers:
             self.args += ["--peer", p]
+        if dc is not None:
+            self.args += ["--dc", dc]
         self.proc = None
         self.starts = 0
         self.start()
