@@ -513,6 +513,21 @@ static void cc_tls_failed(sl_cql_conn_t *conn, const char *during, int err)
         cc_fail(conn, SL_CQL_CONN_FAILED,
                 "TLS handshake with %s:%d failed: certificate verification: %s (%s)", conn->host,
                 conn->port, X509_verify_cert_error_string(vr), hint);
+    } else if (!conn->tls_hs && conn->state == SL_CQL_CONN_HANDSHAKING) {
+        /* TLS 1.3: the server checks the client's certificate after the
+         * client's handshake is done, so its refusal shows on the first
+         * read or write, as an alert or a reset */
+        int e = errno;
+        const char *what = err == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0
+                               ? (e != 0 ? strerror(e) : "the server closed the connection")
+                               : cc_ssl_errstr(eb, sizeof(eb));
+        cc_fail(conn, SL_CQL_CONN_FAILED, "TLS %s with %s:%d failed: %s (%s)", during, conn->host,
+                conn->port, what,
+                conn->tls_cert != NULL
+                    ? "did the server refuse the client certificate? it must be signed by a CA "
+                      "the server trusts (tls_cert_file)"
+                    : "does the server require a client certificate? set tls_cert_file and "
+                      "tls_key_file");
     } else if (err == SSL_ERROR_SYSCALL && ERR_peek_last_error() == 0) {
         int e = errno;
         cc_fail(conn, SL_CQL_CONN_FAILED, "TLS %s with %s:%d failed: %s%s", during, conn->host,

@@ -3,11 +3,14 @@
  *   cqlnode --port N [--listen 127.0.0.1] [--ready-file PATH] [--dump-file PATH]
  *           [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] [--dc DC] [--rack RACK]
  *           [--peer ADDR:PORT=T1[,T2...][@DC]]... [--schema-file PATH] [--control-file PATH]
- *           [--lz4] [--tls-cert FILE --tls-key FILE] [--max-protocol 3]
+ *           [--lz4] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+ *           [--max-protocol 3]
  *
  * --tls-cert/--tls-key (PEM) make the port TLS only: every connection starts
  * with a non-blocking TLS handshake (SSL_accept in the epoll loop) and then
- * speaks CQL over it; a client that does not start TLS is dropped.
+ * speaks CQL over it; a client that does not start TLS is dropped. With
+ * --tls-client-ca the node requires a client certificate signed by that CA
+ * (like Cassandra's client_encryption_options require_client_auth).
  *
  * --max-protocol 3 plays a Cassandra 2.1 (protocol v3 at most): every v4
  * frame gets a ProtocolError in a v3 frame, as a server that does not speak
@@ -912,7 +915,7 @@ static void cs_usage(void)
                     "[--dump-file PATH] [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] "
                     "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...][@DC]]... "
                     "[--schema-file PATH] [--control-file PATH] [--lz4] [--max-protocol 3] "
-                    "[--tls-cert FILE --tls-key FILE]\n");
+                    "[--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n");
 }
 
 /* Reads a whole file into b (NUL-terminated). Returns 0 or -1 (errno set). */
@@ -1189,7 +1192,7 @@ int main(int argc, char **argv)
     };
     const char *ready_file = NULL;
     const char *schema_file = NULL;
-    const char *tls_cert = NULL, *tls_key = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL, *tls_client_ca = NULL;
     cn_peer_t peers[64];
     size_t n_peers = 0;
     int port = -1;
@@ -1249,6 +1252,8 @@ int main(int argc, char **argv)
             tls_cert = val;
         } else if (strcmp(arg, "--tls-key") == 0) {
             tls_key = val;
+        } else if (strcmp(arg, "--tls-client-ca") == 0) {
+            tls_client_ca = val;
         } else {
             cs_usage();
             return 2;
@@ -1258,8 +1263,8 @@ int main(int argc, char **argv)
         cs_usage();
         return 2;
     }
-    if ((tls_cert == NULL) != (tls_key == NULL)) {
-        cs_log("--tls-cert and --tls-key go together");
+    if ((tls_cert == NULL) != (tls_key == NULL) || (tls_client_ca != NULL && tls_cert == NULL)) {
+        cs_log("--tls-cert and --tls-key go together; --tls-client-ca needs them");
         return 2;
     }
     if (tls_cert != NULL) {
@@ -1274,6 +1279,15 @@ int main(int argc, char **argv)
         }
         SSL_CTX_set_mode(cs.ssl_ctx,
                          SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        if (tls_client_ca != NULL) {
+            if (SSL_CTX_load_verify_locations(cs.ssl_ctx, tls_client_ca, NULL) != 1) {
+                char eb[160];
+                ERR_error_string_n(ERR_get_error(), eb, sizeof(eb));
+                cs_log("--tls-client-ca %s: %s", tls_client_ca, eb);
+                return 2;
+            }
+            SSL_CTX_set_verify(cs.ssl_ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        }
     }
     conf.port = port;
     conf.peers = peers;

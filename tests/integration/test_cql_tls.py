@@ -20,7 +20,11 @@ committed). Checks:
     topic over TLS, read back with cqlcli; with the wrong CA the run fails
     at startup with the verification error.
 
-Not covered: client certificates (cqlnode does not ask for them)."""
+(f) client certificates: a node started with --tls-client-ca requires one
+    signed by the test CA. cqlcli with --tls-cert/--tls-key reads and writes;
+    without a certificate, or with one from the other CA, it fails at once
+    with a message about the client certificate;
+    `sluice run` with tls_cert_file/tls_key_file writes through it."""
 
 import json
 import os
@@ -71,15 +75,27 @@ def make_certs(d):
             "server.csr", "-subj", "/CN=localhost", cwd=d)
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.cnf", cwd=d)
+    # client certificates: one from the test CA, one from the other CA
+    with open(os.path.join(d, "client.cnf"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=clientAuth\n")
+    for name, ca in (("client", "ca"), ("otherclient", "otherca")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                f"{name}.csr", "-subj", f"/CN=sluice {name}", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", "client.cnf",
+                cwd=d)
 
 
-def start_node(tmpdir, name, tls):
+def start_node(tmpdir, name, tls, client_ca=None):
     port = harness.free_port()
     ready = os.path.join(tmpdir, f"{name}.ready")
     args = [harness.binary("cqlnode"), "--port", port, "--ready-file", ready, "--lz4"]
     if tls:
         args += ["--tls-cert", os.path.join(tmpdir, "server.pem"),
                  "--tls-key", os.path.join(tmpdir, "server.key")]
+    if client_ca:
+        args += ["--tls-client-ca", client_ca]
     node = harness.Proc(args, name, tmpdir)
     harness.wait_until(lambda: os.path.exists(ready) or not node.running(), 10,
                        f"{name}'s ready file")
@@ -106,7 +122,7 @@ def rows_of(stdout):
     return None
 
 
-def sink_pipeline(tmpdir, brokers, port, ca, name):
+def sink_pipeline(tmpdir, brokers, port, ca, name, extra=""):
     path = os.path.join(tmpdir, name + ".yaml")
     with open(path, "w") as f:
         f.write(f"""source:
@@ -130,7 +146,7 @@ sink:
     tls: true
     tls_ca_file: {ca}
     tls_verify_host: true
-runtime: {{lanes: 1, batch_size: 100}}
+{extra}runtime: {{lanes: 1, batch_size: 100}}
 """)
     return path
 
@@ -164,6 +180,47 @@ def check_sink(checks, tmpdir, port, ca, other):
     checks.check(sorted((r["id"], r["v"]) for r in rows)
                  == [(i, f"s{i}") for i in range(SINK_ROWS)],
                  "(e) every record the sink wrote over TLS is stored", f"{len(rows)} rows")
+
+
+def check_client_certs(checks, tmpdir, ca):
+    cert = [os.path.join(tmpdir, "client.pem"), os.path.join(tmpdir, "client.key")]
+    other = [os.path.join(tmpdir, "otherclient.pem"), os.path.join(tmpdir, "otherclient.key")]
+    node, port = start_node(tmpdir, "cqlnode-mtls", tls=True, client_ca=ca)
+    with node:
+        rc, out, err, _ = cli(tmpdir, port, "query CREATE KEYSPACE IF NOT EXISTS tls WITH "
+                              "replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+                              "\nquery CREATE TABLE IF NOT EXISTS tls.s (id int PRIMARY KEY, "
+                              "v text)\n", "--tls-ca", ca, "--tls-cert", cert[0], "--tls-key",
+                              cert[1])
+        checks.check(rc == 0, "(f) with a client certificate cqlcli creates the schema",
+                     f"rc {rc}\n{err[-1500:]}")
+        for label, opts in (("no client certificate", []),
+                            ("a client certificate of another CA",
+                             ["--tls-cert", other[0], "--tls-key", other[1]])):
+            rc, out, err, secs = cli(tmpdir, port, SCRIPT_SIMPLE, "--tls-ca", ca, *opts)
+            checks.check(rc != 0 and "TLS" in err and "client certificate" in err and secs < 5,
+                         f"(f) with {label} the client fails at once, pointing at the client "
+                         "certificate",
+                         f"rc {rc} after {secs:.1f}s\n{err[-1500:]}")
+        with harness.DevBroker(["tlsin:1"], tmpdir=tmpdir) as broker:
+            harness.kcat_produce(broker.bootstrap, "tlsin",
+                                 [(str(i), json.dumps({"id": i, "v": f"s{i}"}))
+                                  for i in range(SINK_ROWS)], delim="\t")
+            cfg = sink_pipeline(tmpdir, broker.bootstrap, port, ca, "sink-mtls",
+                                extra=f"    tls_cert_file: {cert[0]}\n"
+                                f"    tls_key_file: {cert[1]}\n")
+            r = harness.run([harness.binary("sluice"), "run", cfg, "--until-end"], timeout=60,
+                            check=False)
+            err = r.stderr.decode("utf-8", "replace")
+            checks.check(r.returncode == 0 and f"out={SINK_ROWS} " in err,
+                         "(f) the sink with tls_cert_file/tls_key_file writes every record",
+                         f"exit {r.returncode}\n{err[-1500:]}")
+        rc, out, err, _ = cli(tmpdir, port, "query SELECT * FROM tls.s\n", "--tls-ca", ca,
+                              "--tls-cert", cert[0], "--tls-key", cert[1])
+        rows = rows_of(out) or []
+        checks.check(len(rows) == SINK_ROWS, "(f) ... and they are stored", f"{len(rows)} rows")
+        checks.check(node.running(), "(f) the node survived the clients without certificates",
+                     node.stderr()[-1500:])
 
 
 def driver_main(port, ca):
@@ -270,6 +327,7 @@ def test(checks):
                              "(d) cqlcli over TLS reads the row the driver wrote",
                              f"rc {rc}\n{out[-1000:]}\n{err[-1000:]}")
             check_sink(checks, tmpdir, port, ca, other)
+            check_client_certs(checks, tmpdir, ca)
             node.send_signal(signal.SIGTERM)
             checks.check(node.wait(10) == 0, "the TLS node exits 0 on SIGTERM", node.stderr())
         ok = checks.failed == 0
