@@ -8,6 +8,8 @@ pkgs=(
   librdkafka-dev libyaml-dev libmicrohttpd-dev
   liblz4-dev                             # LZ4 frame compression of the CQL client
   libssl-dev openssl                     # TLS of the CQL client; openssl makes test certificates
+  libxxhash-dev                          # xxh3() in expressions
+  tzdata                                 # time zones of day()/hour() in expressions (/usr/share/zoneinfo)
   kcat python3
   python3-cassandra                      # an independent CQL driver that checks the CQL test node
   tshark                                 # independent decoder of our CQL bytes
