@@ -900,11 +900,16 @@ out:
 void sl_json_encode(const sl_schema_t *schema, const sl_value_t *values, sl_buf_t *out)
 {
     sl_buf_putc(out, '{');
+    bool first = true;
     for (size_t i = 0; i < schema->n_fields; i++) {
         const sl_field_t *f = &schema->fields[i];
-        if (i > 0) {
+        if (f->hidden) {
+            continue;
+        }
+        if (!first) {
             sl_buf_putc(out, ',');
         }
+        first = false;
         sl_buf_putc(out, '"');
         sl_buf_json_escape(out, f->name, f->name_len);
         sl_buf_append(out, "\":", 2);

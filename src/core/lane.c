@@ -293,7 +293,7 @@ static void lane_update_at_end(sl_lane_t *lane)
 
 static sl_batch_t *batch_new(sl_lane_t *lane, size_t cap)
 {
-    const sl_schema_t *schema = &lane->cfg->schema;
+    const sl_schema_t *schema = &lane->cfg->record;
     sl_batch_t *b = sl_xcalloc(1, sizeof(*b));
     b->cap = cap;
     b->lane = lane;
@@ -594,19 +594,20 @@ static void lane_on_kafka_error(sl_lane_t *lane, rd_kafka_message_t *msg)
 static int lane_decode(sl_lane_t *lane, sl_batch_t *b, uint32_t k, const rd_kafka_message_t *msg,
                        sl_reason_t *why)
 {
-    const sl_schema_t *schema = b->schema;
+    const sl_schema_t *input = &lane->cfg->schema;
     sl_value_t *v = sl_batch_values(b, k);
-    for (size_t f = 0; f < schema->n_fields; f++) {
+    for (size_t f = 0; f < b->schema->n_fields; f++) {
         v[f].is_null = true;
     }
     if (msg->payload == NULL) {
         snprintf(why->text, sizeof(why->text), "empty message (null payload)");
         return -1;
     }
-    if (sl_json_decode(schema, &lane->limits, msg->payload, msg->len, v, &b->arena, why) != 0) {
+    /* the input fields come first in the record schema, at the same indexes */
+    if (sl_json_decode(input, &lane->limits, msg->payload, msg->len, v, &b->arena, why) != 0) {
         return -1;
     }
-    return sl_schema_validate(schema, v, why);
+    return sl_schema_validate(input, v, why);
 }
 
 /* Takes up to batch_size messages from the lane queue and runs them through
@@ -620,7 +621,7 @@ static size_t lane_consume(sl_lane_t *lane)
         return 0;
     }
     sl_batch_t *b = batch_new(lane, (size_t)got);
-    size_t n_valid = 0;
+    size_t n_valid = 0, n_filtered = 0;
     sl_reason_t why;
     for (ssize_t i = 0; i < got; i++) {
         rd_kafka_message_t *msg = lane->msgbuf[i];
@@ -642,18 +643,31 @@ static size_t lane_consume(sl_lane_t *lane)
         b->pos[k] = (sl_pos_t){p, p->gen, sl_wm_add(&p->wm, msg->offset)};
         b->pending++;
         lane->in_flight++;
-        if (lane_decode(lane, b, k, msg, &why) == 0) {
-            lane->cur_idx[n_valid++] = k;
-        } else {
+        if (lane_decode(lane, b, k, msg, &why) != 0) {
             SL_M_ADD(&lane->m, invalid, 1);
             lane_dead_letter(lane, b, k, why.text);
+            continue;
+        }
+        switch (sl_stages_run(lane->cfg->stages, sl_batch_values(b, k), &b->arena, &why)) {
+        case SL_STAGE_KEEP:
+            lane->cur_idx[n_valid++] = k;
+            break;
+        case SL_STAGE_DROP:
+            SL_M_ADD(&lane->m, filtered, 1);
+            n_filtered++;
+            rec_done(b, k);
+            break;
+        case SL_STAGE_REJECT:
+            SL_M_ADD(&lane->m, invalid, 1);
+            lane_dead_letter(lane, b, k, why.text);
+            break;
         }
     }
     if (SL_M_GET(&lane->m, first_record_us) == 0) {
         atomic_store(&lane->m.first_record_us, b->created_us);
     }
     SL_M_ADD(&lane->m, records_in, b->n);
-    SL_M_ADD(&lane->m, valid, n_valid);
+    SL_M_ADD(&lane->m, valid, n_valid + n_filtered);
     SL_M_ADD(&lane->m, in_flight, (int64_t)b->n);
     lane->cur = b;
     lane->cur_n = n_valid;
@@ -1026,12 +1040,12 @@ sl_lane_t *sl_lane_create(sl_pipeline_t *pl, int id, char *err)
     atomic_init(&lane->at_end, true);
 
     lane->sink = cfg->sink;
-    lane->sink_env = (sl_plugin_env_t){lane, &cfg->schema, cfg->sink_name, id};
+    lane->sink_env = (sl_plugin_env_t){lane, &cfg->record, cfg->sink_name, id};
     if (lane->sink->open(&lane->sink_ctx, sl_pipeline_sink_shared(pl), &lane->sink_env, err) != 0) {
         goto fail;
     }
     lane->dlq = cfg->dlq;
-    lane->dlq_env = (sl_plugin_env_t){lane, &cfg->schema, cfg->dlq_name, id};
+    lane->dlq_env = (sl_plugin_env_t){lane, &cfg->record, cfg->dlq_name, id};
     if (lane->dlq->open(&lane->dlq_ctx, sl_pipeline_dlq_shared(pl), &lane->dlq_env, err) != 0) {
         goto fail;
     }

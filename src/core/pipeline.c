@@ -344,7 +344,9 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
     PL_SUM(records_in, "sluice_records_in_total", "counter", "Messages consumed.", NULL);
     PL_SUM(valid, "sluice_records_valid_total", "counter", "Records decoded and validated.", NULL);
     PL_SUM(invalid, "sluice_records_invalid_total", "counter",
-           "Records rejected by decode or validation.", NULL);
+           "Records rejected by decode, validation or a transform step.", NULL);
+    PL_SUM(filtered, "sluice_records_filtered_total", "counter",
+           "Records the filter dropped (done without a write).", NULL);
     PL_SUM(dead_lettered, "sluice_records_dead_lettered_total", "counter",
            "Records acknowledged by the dead-letter path.", NULL);
     PL_SUM(out, "sluice_records_out_total", "counter", "Records acknowledged by the sink.",
@@ -470,7 +472,7 @@ static bool pl_at_end(sl_pipeline_t *pl)
 
 static void pl_summary(sl_pipeline_t *pl)
 {
-    uint64_t in = 0, valid = 0, invalid = 0, dlq = 0, out = 0;
+    uint64_t in = 0, valid = 0, invalid = 0, filtered = 0, dlq = 0, out = 0;
     int64_t first = INT64_MAX, last = 0;
     for (int i = 0; i < pl->n_lanes; i++) {
         sl_lane_metrics_t *m = sl_lane_metrics(pl->lanes[i]);
@@ -482,6 +484,7 @@ static void pl_summary(sl_pipeline_t *pl)
         in += SL_M_GET(m, records_in);
         valid += SL_M_GET(m, valid);
         invalid += SL_M_GET(m, invalid);
+        filtered += SL_M_GET(m, filtered);
         dlq += SL_M_GET(m, dead_lettered);
         out += SL_M_GET(m, out);
     }
@@ -490,10 +493,11 @@ static void pl_summary(sl_pipeline_t *pl)
      * (leaves out the group join and the idle tail) */
     double active = last > first ? (double)(last - first) / 1e6 : 0.0;
     fprintf(stderr,
-            "sluice: summary records=%llu valid=%llu invalid=%llu dead_lettered=%llu out=%llu "
-            "elapsed=%.2fs rate=%.0f/s active=%.3fs active_rate=%.0f/s\n",
+            "sluice: summary records=%llu valid=%llu invalid=%llu filtered=%llu "
+            "dead_lettered=%llu out=%llu elapsed=%.2fs rate=%.0f/s active=%.3fs "
+            "active_rate=%.0f/s\n",
             (unsigned long long)in, (unsigned long long)valid, (unsigned long long)invalid,
-            (unsigned long long)dlq, (unsigned long long)out, secs,
+            (unsigned long long)filtered, (unsigned long long)dlq, (unsigned long long)out, secs,
             secs > 0 ? (double)in / secs : 0.0, active, active > 0 ? (double)in / active : 0.0);
 }
 
@@ -527,7 +531,7 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts)
         pl->n_lanes = (int)SL_MAX(1, SL_MIN(n, 64));
     }
 
-    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group, &cfg->schema, cfg->path,
+    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group, &cfg->record, cfg->path,
                                cfg->sink_node};
     if (cfg->sink->init(&pl->sink_shared, cfg->sink_opts, &info, err) != 0) {
         sl_log_error(cfg->sink_name, err, NULL);

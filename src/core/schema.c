@@ -97,8 +97,8 @@ void sl_schema_finish(sl_schema_t *schema)
         if (field->name_len == 0 && field->name != NULL) {
             field->name_len = strlen(field->name);
         }
-        if (sl_schema_find(schema, field->name, field->name_len) >= 0) {
-            continue; /* a duplicate name (the config parser rejects these): first wins */
+        if (field->hidden || sl_schema_find(schema, field->name, field->name_len) >= 0) {
+            continue; /* hidden, or a duplicate name (the config parser rejects these) */
         }
         size_t slot = sch_hash(field->name, field->name_len) & (n_slots - 1);
         while (schema->slots[slot] >= 0) {
@@ -113,7 +113,7 @@ int sl_schema_find(const sl_schema_t *schema, const char *name, size_t len)
     if (SL_UNLIKELY(schema->slots == NULL)) {
         for (size_t f = 0; f < schema->n_fields; f++) {
             const sl_field_t *field = &schema->fields[f];
-            if (field->name_len == len && memcmp(field->name, name, len) == 0) {
+            if (!field->hidden && field->name_len == len && memcmp(field->name, name, len) == 0) {
                 return (int)f;
             }
         }

@@ -36,6 +36,9 @@ typedef struct sl_field {
     char **enum_values; /* string: allowed values (owned), n_enum of them */
     size_t n_enum;
     int line; /* config line, for messages */
+    /* Dropped by a transform step: kept in the record (indexes do not move)
+     * but invisible to sl_schema_find, sinks and encoders. */
+    bool hidden;
 } sl_field_t;
 
 typedef struct sl_schema {
@@ -47,9 +50,11 @@ typedef struct sl_schema {
     size_t n_slots;
 } sl_schema_t;
 
-/* Builds the lookup table once all fields are added. Call before use. */
+/* Builds the lookup table of visible fields once all fields are added.
+ * Call before use; call again after renaming or hiding fields. */
 void sl_schema_finish(sl_schema_t *schema);
-/* Returns the index of the field named (name, len), or -1. Thread-safe. */
+/* Returns the index of the visible field named (name, len), or -1.
+ * Thread-safe. */
 int sl_schema_find(const sl_schema_t *schema, const char *name, size_t len);
 /* Frees the schema's contents (not the struct itself). NULL is a no-op. */
 void sl_schema_free(sl_schema_t *schema);

@@ -1,0 +1,124 @@
+/* Per-stage cost of transform and filter (sl_stages_run), in ns per record,
+ * on synthetic store/ad events held in memory (no Kafka, no JSON):
+ *
+ *   build/stages_bench [RECORDS]
+ *
+ * Each case is a pipeline config fragment parsed exactly as `sluice run`
+ * would; the loop runs every record through it and reports the mean over
+ * the best of 5 passes. docs/BENCHMARKS.md records the numbers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "core/schema.h"
+#include "stages/stages.h"
+
+static const char *SCHEMA = "schema:\n"
+                            "  name: {type: string}\n"
+                            "  price: {type: double}\n"
+                            "  timestamp_ms: {type: int64}\n"
+                            "  user_id: {type: int64}\n"
+                            "  owner_id: {type: int64}\n"
+                            "  ad_id: {type: int64}\n";
+
+static const struct {
+    const char *name;
+    const char *stages;
+} CASES[] = {
+    {"filter: user_id != owner_id && ad_id != null",
+     "filter: \"user_id != owner_id && ad_id != null\"\n"},
+    {"lookup: item -> department (exact, glob, default)",
+     "transform:\n  - lookup:\n      from: name\n      to: dept\n      map:\n"
+     "        blue-gopher|pink-gopher|purple-gopher: gophers\n"
+     "        \"*-sticker\": stickers\n        \"*-shirt\": clothing\n      default: misc\n"},
+    {"set: ts = timestamp_ms(timestamp_ms), day = date(ts, 'Europe/Paris')",
+     "transform:\n  - set:\n      ts: \"timestamp_ms(timestamp_ms)\"\n"
+     "      day: \"date(ts, 'Europe/Paris')\"\n"},
+    {"set: key = xxh3(name, user_id)",
+     "transform:\n  - set:\n      key: \"xxh3(name, user_id)\"\n"},
+    {"rename + drop (no per-record work)",
+     "transform:\n  - rename: {name: item}\n  - drop: [owner_id]\n"},
+};
+
+static const char *NAMES[] = {"blue-gopher", "pink-gopher",   "red-sticker",    "t-shirt",
+                              "mug",         "purple-gopher", "gopher-sticker", "long-shirt"};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    size_t n = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 200000;
+    printf("| stage | ns/record |\n|---|---:|\n");
+    for (size_t c = 0; c < sizeof(CASES) / sizeof(CASES[0]); c++) {
+        char text[2048];
+        snprintf(text, sizeof(text), "%s%s", SCHEMA, CASES[c].stages);
+        sl_errors_t errs = {0};
+        sl_doc_t *doc = sl_doc_load_string("bench.yaml", text, strlen(text), &errs);
+        sl_schema_t input = {0}, record = {0};
+        int bad = 0;
+        const sl_node_t *root = doc ? sl_doc_root(doc) : NULL;
+        if (root == NULL ||
+            sl_schema_parse(sl_node_get(root, "schema"), "bench.yaml", &input, &errs) != 0) {
+            sl_errors_print(&errs);
+            return 1;
+        }
+        sl_stages_t *st =
+            sl_stages_parse(sl_node_get(root, "transform"), sl_node_get(root, "filter"),
+                            "bench.yaml", &input, &record, &errs, &bad);
+        if (bad != 0 || errs.n > 0) {
+            sl_errors_print(&errs);
+            return 1;
+        }
+        size_t nf = record.n_fields;
+        sl_value_t *recs = sl_xcalloc(n * nf, sizeof(sl_value_t));
+        for (size_t i = 0; i < n; i++) {
+            sl_value_t *v = recs + i * nf;
+            for (size_t f = 0; f < nf; f++) {
+                v[f].is_null = true;
+            }
+            const char *nm = NAMES[i % (sizeof(NAMES) / sizeof(NAMES[0]))];
+            v[0] = (sl_value_t){.is_null = false, .u.s = {nm, strlen(nm)}};
+            v[1] = (sl_value_t){.is_null = false, .u.d = (double)(i % 100) + 0.5};
+            v[2] = (sl_value_t){.is_null = false, .u.i = INT64_C(1700000000000) + (int64_t)i * 997};
+            v[3] = (sl_value_t){.is_null = false, .u.i = (int64_t)(i % 13)};
+            v[4] = (sl_value_t){.is_null = false, .u.i = (int64_t)((i * 7) % 13)};
+            if (i % 10 != 0) {
+                v[5] = (sl_value_t){.is_null = false, .u.i = (int64_t)i};
+            }
+        }
+        sl_arena_t arena;
+        sl_arena_init(&arena, 1 << 16);
+        double best = 1e30;
+        size_t kept = 0;
+        for (int pass = 0; pass < 5; pass++) {
+            sl_reason_t why;
+            kept = 0;
+            double t0 = now_s();
+            for (size_t i = 0; i < n; i++) {
+                if (i % 1000 == 0) {
+                    sl_arena_reset(&arena); /* a batch's arena lives ~1000 records */
+                }
+                kept += sl_stages_run(st, recs + i * nf, &arena, &why) == SL_STAGE_KEEP;
+            }
+            double dt = now_s() - t0;
+            best = dt < best ? dt : best;
+        }
+        printf("| %s | %.1f |\n", CASES[c].name, best * 1e9 / (double)n);
+        fprintf(stderr, "%s: kept %zu of %zu\n", CASES[c].name, kept, n);
+        sl_arena_free(&arena);
+        free(recs);
+        sl_stages_destroy(st);
+        sl_schema_free(&record);
+        sl_schema_free(&input);
+        sl_doc_free(doc);
+        sl_errors_free(&errs);
+    }
+    return 0;
+}
