@@ -6,10 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stages/enrich.h"
 #include "stages/expr.h"
 #include "stages/stages.h"
 
-typedef enum { TF_SET = 0, TF_LOOKUP, TF_FILTER } tf_kind_t;
+typedef enum { TF_SET = 0, TF_LOOKUP, TF_FILTER, TF_ENRICH } tf_kind_t;
 
 /* How a computed value is stored into its field. */
 typedef enum { TF_STORE_AS_IS = 0, TF_STORE_INT32, TF_STORE_DOUBLE } tf_store_t;
@@ -26,6 +27,8 @@ typedef struct tf_step {
     int line;     /* config line, for reasons */
     char *name;   /* the field it writes, as named at this step (owned) */
     size_t field; /* the field it writes */
+    /* ENRICH */
+    sl_enrich_t *enrich;
     /* SET */
     sl_expr_t *expr;
     tf_store_t store;
@@ -447,6 +450,7 @@ static sl_expr_t *tf_filter_compile(const sl_node_t *node, const sl_schema_t *re
 static void tf_step_free(tf_step_t *st)
 {
     free(st->name);
+    sl_enrich_destroy(st->enrich);
     sl_expr_destroy(st->expr);
     for (size_t i = 0; st->table != NULL && i < st->n_slots; i++) {
         free(st->table[i].key);
@@ -472,8 +476,8 @@ static tf_step_t *tf_new_step(sl_stages_t *st)
     return s;
 }
 
-static int tf_parse_steps(const sl_node_t *list, sl_schema_t *record, sl_stages_t *st,
-                          sl_errors_t *errs)
+static int tf_parse_steps(const sl_node_t *list, const char *config_dir, sl_schema_t *record,
+                          sl_stages_t *st, sl_errors_t *errs)
 {
     if (list->kind != SL_NODE_SEQ) {
         sl_errors_add(errs, list->file, list->line, list->col,
@@ -486,8 +490,8 @@ static int tf_parse_steps(const sl_node_t *list, sl_schema_t *record, sl_stages_
         const sl_node_t *step = list->values[i];
         if (step->kind != SL_NODE_MAP || step->n != 1) {
             sl_errors_add(errs, step->file, step->line, step->col,
-                          "a transform step is a map with one key: rename, drop, set, lookup or "
-                          "filter");
+                          "a transform step is a map with one key: rename, drop, set, lookup, "
+                          "enrich or filter");
             bad = -1;
             continue;
         }
@@ -522,6 +526,16 @@ static int tf_parse_steps(const sl_node_t *list, sl_schema_t *record, sl_stages_
             s->kind = TF_FILTER;
             s->line = arg->line;
             s->expr = e;
+        } else if (strcmp(kind, "enrich") == 0) {
+            sl_enrich_t *en = sl_enrich_parse(arg, config_dir, record, errs);
+            if (en == NULL) {
+                bad = -1;
+                continue;
+            }
+            tf_step_t *s = tf_new_step(st);
+            s->kind = TF_ENRICH;
+            s->line = arg->line;
+            s->enrich = en;
         } else if (strcmp(kind, "lookup") == 0) {
             tf_step_t *s = tf_new_step(st);
             if (tf_lookup(arg, record, s, errs) != 0) {
@@ -531,7 +545,8 @@ static int tf_parse_steps(const sl_node_t *list, sl_schema_t *record, sl_stages_
             }
         } else {
             sl_errors_add(errs, step->keys[0]->file, step->keys[0]->line, step->keys[0]->col,
-                          "unknown transform step '%s' (known: rename, drop, set, lookup, filter)",
+                          "unknown transform step '%s' (known: rename, drop, set, lookup, enrich, "
+                          "filter)",
                           kind);
             bad = -1;
         }
@@ -543,13 +558,18 @@ sl_stages_t *sl_stages_parse(const sl_node_t *transform, const sl_node_t *filter
                              const sl_schema_t *input, sl_schema_t *record, sl_errors_t *errs,
                              int *bad)
 {
-    (void)file;
     tf_copy_input(input, record);
     if (transform == NULL && filter == NULL) {
         return NULL;
     }
     sl_stages_t *st = sl_xcalloc(1, sizeof(*st));
-    if (transform != NULL && tf_parse_steps(transform, record, st, errs) != 0) {
+    /* relative enrich files are found next to the config */
+    char dir[4096] = ".";
+    const char *slash = file != NULL ? strrchr(file, '/') : NULL;
+    if (slash != NULL) {
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - file), file);
+    }
+    if (transform != NULL && tf_parse_steps(transform, dir, record, st, errs) != 0) {
         *bad = -1;
     }
     if (filter != NULL) {
@@ -652,6 +672,10 @@ sl_stage_result_t sl_stages_run(const sl_stages_t *st, sl_value_t *rec, sl_arena
             if (!keep) {
                 return SL_STAGE_DROP;
             }
+            continue;
+        }
+        if (s->kind == TF_ENRICH) {
+            sl_enrich_run(s->enrich, rec);
             continue;
         }
         if (s->kind == TF_LOOKUP) {

@@ -4,7 +4,9 @@ Store events {"name", "price", "timestamp_ms", "user_id", "owner_id"} go
 through: a lookup item name -> department (alternatives, globs, default), a
 computed timestamp and day (Europe/Paris) from timestamp_ms, a filter step
 `user_id != owner_id` (before owner_id is dropped), a rename, a drop, and the
-top-level filter `price > 0`. Every expected output
+top-level filter `price > 0`; an enrich step joins user_id with users.csv (next to
+the config, a relative path) adding age and segment (users 0-9 only: others get
+nulls). Every expected output
 record is computed here in Python, independently of Sluice's code (zoneinfo
 for the day), and the output must equal it exactly; filtered records are
 counted (summary and metrics), not dead-lettered, and their offsets are
@@ -27,6 +29,16 @@ N = 3000
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 NAMES = ["blue-gopher", "pink-gopher", "purple-gopher", "red-sticker", "t-shirt", "mug",
          "gopher-sticker", "long-shirt", "shirt"]
+
+
+USERS = {i: (20 + 3 * i, ["new", "regular", "vip, \"gold\""][i % 3]) for i in range(10)}
+
+
+def users_csv():
+    rows = ["id,age,segment"]
+    for i, (age, seg) in USERS.items():
+        rows.append(f'{i},{age},"{seg.replace(chr(34), chr(34) * 2)}"')
+    return "\r\n".join(rows) + "\r\n"
 
 
 def dept_of(name):
@@ -64,6 +76,7 @@ transform:
       ts: "timestamp_ms(timestamp_ms)"
       day: "date(ts, 'Europe/Paris')"
   - filter: "user_id != owner_id"
+  - enrich: {{key: user_id, file: users.csv, file_key: id, fields: {{age: int32, segment: string}}}}
   - rename: {{name: item}}
   - drop: [timestamp_ms, owner_id]
 filter: "price > 0"
@@ -99,10 +112,12 @@ def expected(evs):
         if owner is None or e["user_id"] == owner or not e["price"] > 0:
             continue
         ts = datetime.datetime.fromtimestamp(e["timestamp_ms"] / 1000, tz=datetime.timezone.utc)
+        u = USERS.get(e["user_id"])
         keep.append({"item": e["name"], "price": e["price"], "user_id": e["user_id"],
                      "dept": dept_of(e["name"]),
                      "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
-                     "day": ts.astimezone(PARIS).date().isoformat()})
+                     "day": ts.astimezone(PARIS).date().isoformat(),
+                     "age": u[0] if u else None, "segment": u[1] if u else None})
     return keep, bad
 
 
@@ -119,6 +134,8 @@ def test(c):
         harness.kcat_produce(broker.bootstrap, "store",
                              [(str(i), json.dumps(e)) for i, e in enumerate(evs)], delim="\t")
         mport = harness.free_port()
+        with open(os.path.join(tmp, "users.csv"), "w", newline="") as f:
+            f.write(users_csv())
         cfg = os.path.join(tmp, "p.yaml")
         with open(cfg, "w") as f:
             f.write(PIPELINE.format(brokers=broker.bootstrap, tmp=tmp, mport=mport))
@@ -139,7 +156,8 @@ def test(c):
                 f"the {len(want)} written records are exactly the expected transformed ones",
                 f"{len(got)} written; first difference: "
                 f"{sorted(set(canon(got)) ^ set(canon(want)))[:2]}")
-        c.check(all(list(r) == ["item", "price", "user_id", "dept", "ts", "day"] for r in got),
+        c.check(all(list(r) == ["item", "price", "user_id", "dept", "ts", "day", "age", "segment"]
+                    for r in got),
                 "dropped fields are gone, renamed and computed ones in schema order",
                 got[:1])
         dlq = [json.loads(x) for x in open(os.path.join(tmp, "dlq.jsonl"))]

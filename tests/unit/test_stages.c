@@ -1,7 +1,9 @@
 /* transform and filter (src/stages/transform.c): config parsing into the
  * record schema, errors with file:line:col, and the per-record run. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "core/schema.h"
@@ -273,7 +275,169 @@ TEST(filter_expression_error_points_into_the_expression)
     fx_free(&fx);
 }
 
+static char tmp_paths[32][128];
+static int n_tmp;
+
+static void tmp_cleanup(void)
+{
+    for (int i = 0; i < n_tmp; i++) {
+        unlink(tmp_paths[i]);
+    }
+}
+
+/* Writes text to a temporary file named like suffix (removed at exit);
+ * returns its path. */
+static const char *tmp_file(const char *suffix, const char *text)
+{
+    if (n_tmp == 0) {
+        atexit(tmp_cleanup);
+    }
+    int k = n_tmp < 32 ? n_tmp++ : 31;
+    char *out = tmp_paths[k];
+    snprintf(out, 128, "/tmp/sluice-test-stages-%d-%d%s", (int)getpid(), k, suffix);
+    FILE *f = fopen(out, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs(text, f);
+        fclose(f);
+    }
+    return out;
+}
+
+static const char *str_of(const sl_value_t *v, char *buf, size_t n)
+{
+    if (v->is_null) {
+        return "(null)";
+    }
+    snprintf(buf, n, "%.*s", (int)v->u.s.len, v->u.s.ptr);
+    return buf;
+}
+
+TEST(enrich_from_csv_by_int_key)
+{
+    const char *csv = tmp_file(".csv", "id,age,gender,location\r\n"
+                                       "1,34,f,\"Paris, France\"\r\n"
+                                       "2,,m,\"say \"\"hi\"\"\"\r\n"
+                                       "\n"
+                                       "77,51,,Berlin\n");
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "transform:\n  - enrich:\n      key: user_id\n      file: %s\n      file_key: id\n"
+             "      fields: {age: int32, gender: string, location: string}\n",
+             csv);
+    fx_t fx;
+    fx_load_ok(&fx, text);
+    int age = field(&fx, "age"), gender = field(&fx, "gender"), loc = field(&fx, "location");
+    CHECK_INT(age, 6);
+    CHECK_INT(loc, 8);
+    CHECK_INT(fx.record.fields[age].type, SL_TYPE_INT32);
+    sl_value_t rec[9];
+    char b[64];
+    sl_reason_t why;
+    for (int f = 0; f < 9; f++) {
+        rec[f] = VNULL;
+    }
+    rec[3] = vi(1);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(rec[age].u.i, 34);
+    CHECK_STR(str_of(&rec[gender], b, sizeof(b)), "f");
+    CHECK_STR(str_of(&rec[loc], b, sizeof(b)), "Paris, France");
+    rec[3] = vi(2);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK(rec[age].is_null); /* an empty cell is null */
+    CHECK_STR(str_of(&rec[loc], b, sizeof(b)), "say \"hi\"");
+    rec[3] = vi(77);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(rec[age].u.i, 51);
+    CHECK(rec[gender].is_null);
+    CHECK_STR(str_of(&rec[loc], b, sizeof(b)), "Berlin");
+    rec[3] = vi(5); /* not in the table: every field null */
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK(rec[age].is_null && rec[gender].is_null && rec[loc].is_null);
+    rec[3] = VNULL;
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK(rec[loc].is_null);
+    fx_free(&fx);
+}
+
+TEST(enrich_from_ndjson_by_string_key)
+{
+    const char *nd = tmp_file(".ndjson", "{\"name\":\"mug\",\"weight\":0.35,\"fragile\":true}\n"
+                                         "{\"name\":\"t-shirt\",\"weight\":0.2}\r\n"
+                                         "\n");
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "transform:\n  - enrich: {key: name, file: %s, fields: {weight: double, fragile: "
+             "bool}}\n",
+             nd);
+    fx_t fx;
+    fx_load_ok(&fx, text);
+    int w = field(&fx, "weight"), fr = field(&fx, "fragile");
+    sl_value_t rec[8];
+    sl_reason_t why;
+    for (int f = 0; f < 8; f++) {
+        rec[f] = VNULL;
+    }
+    rec[0] = vs("mug");
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK(!rec[w].is_null && rec[w].u.d == 0.35);
+    CHECK(!rec[fr].is_null && rec[fr].u.b);
+    rec[0] = vs("t-shirt");
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK(rec[w].u.d == 0.2 && rec[fr].is_null);
+    rec[0] = vs("t-shirts");
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK(rec[w].is_null);
+    fx_free(&fx);
+}
+
+TEST(enrich_errors_name_the_file_line)
+{
+    struct {
+        const char *suffix, *content, *want;
+    } cases[] = {
+        {".csv", "id,age\n1,x\n", ":2: column 'age': 'x' is not a valid int32"},
+        {".csv", "id,years\n1,3\n", "has no column 'age'"},
+        {".csv", "id,age\n1,3\n1,4\n", "the key 1 appears twice"},
+        {".csv", "id,age\n1,3,4\n", ":2: 3 cells, the header has 2"},
+        {".csv", "id,age\n\"1,3\n", ":2: a quoted cell is not closed"},
+        {".ndjson", "{\"id\":1,\"age\":3}\n{\"id\":\"2\"}\n", ":2: field 'id'"},
+        {".txt", "id,age\n", "name the file .csv"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *path = tmp_file(cases[i].suffix, cases[i].content);
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "transform:\n  - enrich: {key: user_id, file: %s, file_key: id, fields: {age: "
+                 "int32}}\n",
+                 path);
+        fx_t fx;
+        fx_load(&fx, text);
+        CHECK_INT(fx.errs.n, 1);
+        if (fx.errs.n == 1) {
+            CHECK_CONTAINS(fx.errs.msgs[0], cases[i].want);
+            CHECK_CONTAINS(fx.errs.msgs[0], "p.yaml:9:");
+        }
+        fx_free(&fx);
+    }
+    fx_t fx;
+    fx_load(&fx, "transform:\n  - enrich: {key: user_id, file: /nonexistent/u.csv, fields: {a: "
+                 "int32}}\n");
+    CHECK_INT(fx.errs.n, 1);
+    if (fx.errs.n == 1) {
+        CHECK_CONTAINS(fx.errs.msgs[0], "cannot open /nonexistent/u.csv");
+    }
+    fx_free(&fx);
+    fx_load(&fx, "transform:\n  - enrich: {key: price, file: x.csv, fields: {a: int32}}\n");
+    CHECK_INT(fx.errs.n, 1);
+    if (fx.errs.n == 1) {
+        CHECK_CONTAINS(fx.errs.msgs[0], "keys are strings or integers");
+    }
+    fx_free(&fx);
+}
+
 TEST_MAIN(T(no_stages_keep_the_input_fields), T(rename_and_drop_change_names_not_indexes),
           T(lookup_exact_alternatives_globs_and_default),
           T(set_computes_fields_in_order_and_filter_drops), T(errors_name_the_line_and_column),
-          T(filter_expression_error_points_into_the_expression))
+          T(filter_expression_error_points_into_the_expression), T(enrich_from_csv_by_int_key),
+          T(enrich_from_ndjson_by_string_key), T(enrich_errors_name_the_file_line))

@@ -1,0 +1,548 @@
+/* enrich: a lookup table from a CSV or NDJSON file, joined on one field. */
+#include "stages/enrich.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codecs/json.h"
+#include "util/arena.h"
+
+#define EN_MAX_FILE (1024u * 1024u * 1024u) /* 1 GiB: the whole table lives in memory */
+
+struct sl_enrich {
+    size_t key_field;  /* the record's key field */
+    bool int_key;      /* int32/int64 key (else string) */
+    size_t n_out;      /* fields added */
+    size_t *out_field; /* their indexes in the record */
+    sl_value_t *rows;  /* n_rows * (1 + n_out): the key, then the fields */
+    size_t n_rows, cap_rows;
+    uint32_t *slots; /* row + 1, 0: empty */
+    size_t n_slots;
+    char *data; /* the file's bytes (strings borrow from it) */
+    sl_arena_t arena;
+};
+
+static uint64_t en_hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    }
+    return h ^ (h >> 31);
+}
+
+static uint64_t en_hash(const sl_enrich_t *e, const sl_value_t *k)
+{
+    if (e->int_key) {
+        uint64_t x = (uint64_t)k->u.i * 0x9e3779b97f4a7c15ull;
+        return x ^ (x >> 29);
+    }
+    return en_hash_bytes(k->u.s.ptr, k->u.s.len);
+}
+
+static bool en_key_eq(const sl_enrich_t *e, const sl_value_t *a, const sl_value_t *b)
+{
+    if (e->int_key) {
+        return a->u.i == b->u.i;
+    }
+    return a->u.s.len == b->u.s.len && memcmp(a->u.s.ptr, b->u.s.ptr, a->u.s.len) == 0;
+}
+
+/* Returns the row holding key, or -1. */
+static long en_find(const sl_enrich_t *e, const sl_value_t *key)
+{
+    size_t mask = e->n_slots - 1;
+    for (size_t slot = (size_t)en_hash(e, key) & mask;; slot = (slot + 1) & mask) {
+        uint32_t r = e->slots[slot];
+        if (r == 0) {
+            return -1;
+        }
+        if (en_key_eq(e, &e->rows[(size_t)(r - 1) * (1 + e->n_out)], key)) {
+            return (long)(r - 1);
+        }
+    }
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+typedef struct en_load {
+    sl_enrich_t *e;
+    const char *path;       /* for messages */
+    const sl_type_t *types; /* 1 + n_out: the key's, then the fields' */
+    sl_errors_t *errs;
+    const sl_node_t *at;
+} en_load_t;
+
+static sl_value_t *en_new_row(sl_enrich_t *e)
+{
+    size_t w = 1 + e->n_out;
+    if (e->n_rows == e->cap_rows) {
+        e->cap_rows = e->cap_rows ? e->cap_rows * 2 : 256;
+        e->rows = sl_xrealloc(e->rows, e->cap_rows * w * sizeof(sl_value_t));
+    }
+    sl_value_t *row = &e->rows[e->n_rows++ * w];
+    for (size_t i = 0; i < w; i++) {
+        row[i].is_null = true;
+    }
+    return row;
+}
+
+/* Converts a CSV cell (s, n bytes; quoted: it was in quotes) to type t. */
+static int en_cell(const char *s, size_t n, bool quoted, sl_type_t t, sl_value_t *v, char *why,
+                   size_t why_len)
+{
+    v->is_null = n == 0 && !quoted;
+    if (v->is_null) {
+        return 0;
+    }
+    if (t == SL_TYPE_STRING) {
+        v->u.s = (sl_str_t){s, n};
+        return 0;
+    }
+    char tmp[64];
+    if (n >= sizeof(tmp)) {
+        snprintf(why, why_len, "'%.20s...' is too long for %s", s, sl_type_name(t));
+        return -1;
+    }
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    int rc = -1;
+    switch (t) {
+    case SL_TYPE_INT32:
+    case SL_TYPE_INT64:
+        rc = sl_parse_int(tmp, &v->u.i);
+        if (rc == 0 && t == SL_TYPE_INT32 && (v->u.i < INT32_MIN || v->u.i > INT32_MAX)) {
+            rc = -1;
+        }
+        break;
+    case SL_TYPE_DOUBLE:
+        rc = sl_parse_double(tmp, &v->u.d);
+        break;
+    case SL_TYPE_BOOL:
+        rc = sl_parse_bool(tmp, &v->u.b);
+        break;
+    case SL_TYPE_DATE:
+        rc = sl_date_parse(tmp, n, &v->u.i);
+        break;
+    case SL_TYPE_TIMESTAMP:
+        rc = sl_timestamp_parse(tmp, n, &v->u.i);
+        if (rc != 0 && sl_parse_int(tmp, &v->u.i) == 0 && v->u.i >= SL_TIMESTAMP_MIN_US / 1000 &&
+            v->u.i <= SL_TIMESTAMP_MAX_US / 1000) {
+            v->u.i *= 1000; /* epoch milliseconds, as in records */
+            rc = 0;
+        }
+        break;
+    default:
+        break;
+    }
+    if (rc != 0) {
+        snprintf(why, why_len, "'%s' is not a valid %s", tmp, sl_type_name(t));
+    }
+    return rc;
+}
+
+/* Reads one CSV record starting at *pos: fills cells (views, unescaped into
+ * arena when needed) and quoted flags, up to max cells. Returns the cell
+ * count, or -1 for an unterminated quote. Advances *pos and *line. */
+static long en_csv_record(const char *d, size_t len, size_t *pos, int *line, sl_arena_t *arena,
+                          sl_str_t *cells, bool *quoted, size_t max)
+{
+    size_t p = *pos, n = 0;
+    for (;;) {
+        const char *s = d + p;
+        size_t sl = 0;
+        bool q = p < len && d[p] == '"';
+        if (q) {
+            size_t start = ++p;
+            bool escaped = false;
+            for (;;) {
+                if (p >= len) {
+                    return -1;
+                }
+                if (d[p] == '"') {
+                    if (p + 1 < len && d[p + 1] == '"') {
+                        escaped = true;
+                        p += 2;
+                        continue;
+                    }
+                    break;
+                }
+                if (d[p] == '\n') {
+                    (*line)++;
+                }
+                p++;
+            }
+            s = d + start;
+            sl = p - start;
+            p++; /* the closing quote */
+            if (escaped) {
+                char *u = sl_arena_alloc(arena, sl + 1);
+                size_t k = 0;
+                for (size_t i = 0; i < sl; i++) {
+                    u[k++] = s[i];
+                    i += s[i] == '"'; /* "" -> " */
+                }
+                s = u;
+                sl = k;
+            }
+        } else {
+            while (p < len && d[p] != ',' && d[p] != '\n') {
+                p++;
+            }
+            sl = p - (size_t)(s - d);
+            if (sl > 0 && s[sl - 1] == '\r' && (p >= len || d[p] == '\n')) {
+                sl--;
+            }
+        }
+        if (n < max) {
+            cells[n] = (sl_str_t){s, sl};
+            quoted[n] = q;
+        }
+        n++;
+        if (p < len && d[p] == ',') {
+            p++;
+            continue;
+        }
+        if (p < len && d[p] == '\r') {
+            p++;
+        }
+        if (p < len && d[p] == '\n') {
+            p++;
+            (*line)++;
+        }
+        *pos = p;
+        return (long)n;
+    }
+}
+
+static int en_load_csv(en_load_t *L, const char *file_key, const sl_node_t *fields)
+{
+    sl_enrich_t *e = L->e;
+    const char *d = e->data;
+    size_t len = strlen(d), pos = 0;
+    int line = 1;
+    enum { EN_MAX_COLS = 1024 };
+    sl_str_t cells[EN_MAX_COLS];
+    bool quoted[EN_MAX_COLS];
+    long nh = en_csv_record(d, len, &pos, &line, &e->arena, cells, quoted, EN_MAX_COLS);
+    if (nh <= 0 || nh > EN_MAX_COLS) {
+        sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
+                      "enrich: %s: the first line must be a header of at most %d column names",
+                      L->path, EN_MAX_COLS);
+        return -1;
+    }
+    /* column of the key, then of each field */
+    long col[EN_MAX_COLS];
+    for (size_t f = 0; f <= e->n_out; f++) {
+        const char *want = f == 0 ? file_key : fields->keys[f - 1]->scalar;
+        col[f] = -1;
+        for (long c = 0; c < nh; c++) {
+            if (cells[c].len == strlen(want) && memcmp(cells[c].ptr, want, cells[c].len) == 0) {
+                col[f] = c;
+            }
+        }
+        if (col[f] < 0) {
+            sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
+                          "enrich: %s has no column '%s' in its header line", L->path, want);
+            return -1;
+        }
+    }
+    while (pos < len) {
+        int at_line = line;
+        long nc = en_csv_record(d, len, &pos, &line, &e->arena, cells, quoted, EN_MAX_COLS);
+        if (nc < 0) {
+            sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
+                          "enrich: %s:%d: a quoted cell is not closed", L->path, at_line);
+            return -1;
+        }
+        if (nc == 1 && cells[0].len == 0 && !quoted[0]) {
+            continue; /* an empty line */
+        }
+        if (nc != nh) {
+            sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
+                          "enrich: %s:%d: %ld cells, the header has %ld", L->path, at_line, nc, nh);
+            return -1;
+        }
+        sl_value_t *row = en_new_row(e);
+        for (size_t f = 0; f <= e->n_out; f++) {
+            char why[160];
+            const sl_str_t *c = &cells[col[f]];
+            if (en_cell(c->ptr, c->len, quoted[col[f]], L->types[f], &row[f], why, sizeof(why)) !=
+                0) {
+                sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
+                              "enrich: %s:%d: column '%s': %s", L->path, at_line,
+                              f == 0 ? file_key : fields->keys[f - 1]->scalar, why);
+                return -1;
+            }
+        }
+        if (row[0].is_null) {
+            sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
+                          "enrich: %s:%d: the key '%s' is empty", L->path, at_line, file_key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int en_load_ndjson(en_load_t *L, const char *file_key, const sl_node_t *fields)
+{
+    sl_enrich_t *e = L->e;
+    sl_schema_t tab = {0};
+    tab.fields = sl_xcalloc(1 + e->n_out, sizeof(sl_field_t));
+    tab.n_fields = 1 + e->n_out;
+    tab.unknown = SL_UNKNOWN_IGNORE;
+    for (size_t f = 0; f <= e->n_out; f++) {
+        tab.fields[f].name = sl_xstrdup(f == 0 ? file_key : fields->keys[f - 1]->scalar);
+        tab.fields[f].name_len = strlen(tab.fields[f].name);
+        tab.fields[f].type = L->types[f];
+        tab.fields[f].def.is_null = true;
+    }
+    sl_schema_finish(&tab);
+    const sl_json_limits_t limits = {0, 64};
+    int rc = 0, line = 0;
+    for (char *p = e->data; *p != '\0' && rc == 0;) {
+        char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        line++;
+        if (n > 0 && p[n - 1] == '\r') {
+            n--;
+        }
+        if (n > 0) {
+            sl_value_t *row = en_new_row(e);
+            sl_reason_t why;
+            if (sl_json_decode(&tab, &limits, p, n, row, &e->arena, &why) != 0) {
+                sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col, "enrich: %s:%d: %s",
+                              L->path, line, why.text);
+                rc = -1;
+            } else if (row[0].is_null) {
+                sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
+                              "enrich: %s:%d: no key '%s'", L->path, line, file_key);
+                rc = -1;
+            }
+        }
+        p = nl ? nl + 1 : p + n;
+        if (nl == NULL) {
+            break;
+        }
+    }
+    sl_schema_free(&tab);
+    return rc;
+}
+
+static char *en_read(const char *path, char *why, size_t why_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    sl_buf_t b = SL_BUF_INIT;
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (b.len + got > EN_MAX_FILE) {
+            snprintf(why, why_len, "%s is larger than 1 GiB: the table is held in memory", path);
+            fclose(f);
+            sl_buf_free(&b);
+            return NULL;
+        }
+        sl_buf_append(&b, chunk, got);
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (err || memchr(b.data ? b.data : "", '\0', b.len) != NULL) {
+        snprintf(why, why_len, "%s: %s", path, err ? "read error" : "contains a NUL byte");
+        sl_buf_free(&b);
+        return NULL;
+    }
+    if (b.data == NULL) { /* an empty file */
+        sl_buf_reserve(&b, 1);
+        b.data[0] = '\0';
+    }
+    return b.data; /* NUL-terminated */
+}
+
+/* ---- the step ----------------------------------------------------------------------------- */
+
+sl_enrich_t *sl_enrich_parse(const sl_node_t *map, const char *config_dir, sl_schema_t *record,
+                             sl_errors_t *errs)
+{
+    static const char *const keys[] = {"key", "file", "file_key", "fields", NULL};
+    if (map->kind != SL_NODE_MAP) {
+        sl_errors_add(errs, map->file, map->line, map->col,
+                      "enrich: expected {key: FIELD, file: PATH, fields: {name: type}}");
+        return NULL;
+    }
+    for (size_t i = 0; i < map->n; i++) {
+        size_t k = 0;
+        while (keys[k] && strcmp(keys[k], map->keys[i]->scalar) != 0) {
+            k++;
+        }
+        if (keys[k] == NULL) {
+            sl_errors_add(errs, map->keys[i]->file, map->keys[i]->line, map->keys[i]->col,
+                          "enrich: unknown key '%s' (known: key, file, file_key, fields)",
+                          map->keys[i]->scalar);
+            return NULL;
+        }
+    }
+    const sl_node_t *key = sl_node_get(map, "key"), *file = sl_node_get(map, "file");
+    const sl_node_t *fkey = sl_node_get(map, "file_key"), *fields = sl_node_get(map, "fields");
+    if (key == NULL || file == NULL || fields == NULL || key->kind != SL_NODE_SCALAR ||
+        file->kind != SL_NODE_SCALAR || fields->kind != SL_NODE_MAP || fields->n == 0 ||
+        fields->n > 256 || (fkey != NULL && fkey->kind != SL_NODE_SCALAR)) {
+        sl_errors_add(errs, map->file, map->line, map->col,
+                      "enrich: needs key: FIELD, file: PATH (.csv with a header line, or "
+                      ".ndjson) and fields: {name: type, ...} (1 to 256 of them)");
+        return NULL;
+    }
+    int kf = sl_schema_find(record, key->scalar, strlen(key->scalar));
+    if (kf < 0) {
+        sl_errors_add(errs, key->file, key->line, key->col, "enrich: no field '%s' at this step",
+                      key->scalar);
+        return NULL;
+    }
+    sl_type_t kt = record->fields[kf].type;
+    if (kt != SL_TYPE_STRING && kt != SL_TYPE_INT32 && kt != SL_TYPE_INT64) {
+        sl_errors_add(errs, key->file, key->line, key->col,
+                      "enrich: the key '%s' is %s; keys are strings or integers", key->scalar,
+                      sl_type_name(kt));
+        return NULL;
+    }
+    sl_type_t *types = sl_xcalloc(1 + fields->n, sizeof(sl_type_t));
+    types[0] = kt == SL_TYPE_STRING ? SL_TYPE_STRING : SL_TYPE_INT64;
+    for (size_t i = 0; i < fields->n; i++) {
+        const sl_node_t *t = fields->values[i], *name = fields->keys[i];
+        if (t->kind != SL_NODE_SCALAR || sl_type_parse(t->scalar, &types[1 + i]) != 0) {
+            sl_errors_add(errs, t->file, t->line, t->col,
+                          "enrich: the type of '%s' must be one of string, int32, int64, "
+                          "double, bool, date, timestamp",
+                          name->scalar);
+            free(types);
+            return NULL;
+        }
+        if (sl_schema_find(record, name->scalar, strlen(name->scalar)) >= 0) {
+            sl_errors_add(errs, name->file, name->line, name->col,
+                          "enrich: a field '%s' exists already: drop or rename it first",
+                          name->scalar);
+            free(types);
+            return NULL;
+        }
+    }
+    char path[4096];
+    if (file->scalar[0] == '/' || config_dir == NULL) {
+        snprintf(path, sizeof(path), "%s", file->scalar);
+    } else {
+        snprintf(path, sizeof(path), "%s/%s", config_dir, file->scalar);
+    }
+    size_t pl = strlen(path);
+    bool csv = pl > 4 && strcmp(path + pl - 4, ".csv") == 0;
+    bool nd = (pl > 7 && strcmp(path + pl - 7, ".ndjson") == 0) ||
+              (pl > 6 && strcmp(path + pl - 6, ".jsonl") == 0);
+    if (!csv && !nd) {
+        sl_errors_add(errs, file->file, file->line, file->col,
+                      "enrich: %s: name the file .csv (with a header line) or .ndjson / .jsonl",
+                      file->scalar);
+        free(types);
+        return NULL;
+    }
+    sl_enrich_t *e = sl_xcalloc(1, sizeof(*e));
+    sl_arena_init(&e->arena, 0);
+    e->key_field = (size_t)kf;
+    e->int_key = kt != SL_TYPE_STRING;
+    e->n_out = fields->n;
+    char why[512];
+    e->data = en_read(path, why, sizeof(why));
+    if (e->data == NULL) {
+        sl_errors_add(errs, file->file, file->line, file->col, "enrich: %s", why);
+        free(types);
+        sl_enrich_destroy(e);
+        return NULL;
+    }
+    en_load_t L = {e, file->scalar, types, errs, file};
+    const char *fk = fkey != NULL ? fkey->scalar : key->scalar;
+    int rc = csv ? en_load_csv(&L, fk, fields) : en_load_ndjson(&L, fk, fields);
+    if (rc == 0) {
+        e->n_slots = 16;
+        while (e->n_slots < e->n_rows * 2) {
+            e->n_slots *= 2;
+        }
+        e->slots = sl_xcalloc(e->n_slots, sizeof(uint32_t));
+        for (size_t r = 0; r < e->n_rows && rc == 0; r++) {
+            const sl_value_t *k = &e->rows[r * (1 + e->n_out)];
+            if (en_find(e, k) >= 0) {
+                char shown[64];
+                if (e->int_key) {
+                    snprintf(shown, sizeof(shown), "%lld", (long long)k->u.i);
+                } else {
+                    sl_value_quote(k->u.s.ptr, k->u.s.len, shown, sizeof(shown));
+                }
+                sl_errors_add(errs, file->file, file->line, file->col,
+                              "enrich: %s: the key %s appears twice: keep one row per key",
+                              file->scalar, shown);
+                rc = -1;
+                break;
+            }
+            size_t slot = (size_t)en_hash(e, k) & (e->n_slots - 1);
+            while (e->slots[slot] != 0) {
+                slot = (slot + 1) & (e->n_slots - 1);
+            }
+            e->slots[slot] = (uint32_t)(r + 1);
+        }
+    }
+    if (rc == 0) {
+        e->out_field = sl_xmalloc(e->n_out * sizeof(size_t));
+        for (size_t i = 0; i < e->n_out; i++) {
+            const sl_node_t *name = fields->keys[i];
+            record->fields =
+                sl_xrealloc(record->fields, (record->n_fields + 1) * sizeof(sl_field_t));
+            sl_field_t *f = &record->fields[record->n_fields];
+            memset(f, 0, sizeof(*f));
+            f->name = sl_xstrdup(name->scalar);
+            f->name_len = strlen(f->name);
+            f->type = types[1 + i];
+            f->line = name->line;
+            f->def.is_null = true;
+            e->out_field[i] = record->n_fields++;
+        }
+        sl_schema_finish(record);
+    }
+    free(types);
+    if (rc != 0) {
+        sl_enrich_destroy(e);
+        return NULL;
+    }
+    return e;
+}
+
+void sl_enrich_run(const sl_enrich_t *e, sl_value_t *rec)
+{
+    const sl_value_t *k = &rec[e->key_field];
+    long r = k->is_null ? -1 : en_find(e, k);
+    for (size_t i = 0; i < e->n_out; i++) {
+        if (r < 0) {
+            rec[e->out_field[i]].is_null = true;
+        } else {
+            rec[e->out_field[i]] = e->rows[(size_t)r * (1 + e->n_out) + 1 + i];
+        }
+    }
+}
+
+size_t sl_enrich_rows(const sl_enrich_t *e)
+{
+    return e->n_rows;
+}
+
+void sl_enrich_destroy(sl_enrich_t *e)
+{
+    if (e == NULL) {
+        return;
+    }
+    free(e->out_field);
+    free(e->rows);
+    free(e->slots);
+    free(e->data);
+    sl_arena_free(&e->arena);
+    free(e);
+}
