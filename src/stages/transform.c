@@ -12,6 +12,15 @@
 
 typedef enum { TF_SET = 0, TF_LOOKUP, TF_FILTER, TF_ENRICH } tf_kind_t;
 
+/* Glob shapes matched without fnmatch (~5x faster): "a*", "*a", "*a*", "*"
+ * where a holds no * ? [ or backslash. */
+typedef enum {
+    TF_GLOB_FNMATCH = 0,
+    TF_GLOB_PREFIX,
+    TF_GLOB_SUFFIX,
+    TF_GLOB_CONTAINS
+} tf_glob_kind_t;
+
 /* How a computed value is stored into its field. */
 typedef enum { TF_STORE_AS_IS = 0, TF_STORE_INT32, TF_STORE_DOUBLE } tf_store_t;
 
@@ -36,7 +45,8 @@ typedef struct tf_step {
     size_t from;
     tf_entry_t *table; /* n_slots entries */
     size_t n_slots;
-    char **globs; /* patterns with * ? [ ], tried in order after the exact keys */
+    char **globs;       /* patterns with * ? [ ], tried in order after the exact keys */
+    uint8_t *glob_kind; /* tf_glob_kind_t: the common shapes skip fnmatch */
     uint32_t *glob_value;
     size_t n_globs;
     char **values; /* owned, the distinct right-hand sides */
@@ -285,6 +295,35 @@ static uint64_t tf_hash(const char *s, size_t n)
     return h ^ (h >> 31);
 }
 
+static tf_glob_kind_t tf_glob_kind(const char *s, size_t n)
+{
+    bool lead = n > 0 && s[0] == '*', trail = n > 1 && s[n - 1] == '*';
+    for (size_t i = lead; i < n - trail; i++) {
+        if (s[i] == '*' || s[i] == '?' || s[i] == '[' || s[i] == '\\') {
+            return TF_GLOB_FNMATCH;
+        }
+    }
+    return lead && trail ? TF_GLOB_CONTAINS : lead ? TF_GLOB_SUFFIX : TF_GLOB_PREFIX;
+}
+
+/* Whether s (n bytes, no NUL) matches glob i. */
+static bool tf_glob_match(const tf_step_t *st, size_t i, const char *s, size_t n, const char *z)
+{
+    const char *g = st->globs[i];
+    size_t gl = strlen(g);
+    switch ((tf_glob_kind_t)st->glob_kind[i]) {
+    case TF_GLOB_PREFIX:
+        return n >= gl - 1 && memcmp(s, g, gl - 1) == 0;
+    case TF_GLOB_SUFFIX:
+        return n >= gl - 1 && memcmp(s + n - (gl - 1), g + 1, gl - 1) == 0;
+    case TF_GLOB_CONTAINS:
+        return gl <= 2 || (n >= gl - 2 && memmem(s, n, g + 1, gl - 2) != NULL);
+    case TF_GLOB_FNMATCH:
+        break;
+    }
+    return fnmatch(g, z, 0) == 0;
+}
+
 static bool tf_is_glob(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -306,8 +345,10 @@ static int tf_lookup_key(tf_step_t *st, const char *s, size_t n, uint32_t value,
     }
     if (tf_is_glob(s, n)) {
         st->globs = sl_xrealloc(st->globs, (st->n_globs + 1) * sizeof(char *));
+        st->glob_kind = sl_xrealloc(st->glob_kind, st->n_globs + 1);
         st->glob_value = sl_xrealloc(st->glob_value, (st->n_globs + 1) * sizeof(uint32_t));
         st->globs[st->n_globs] = sl_xstrndup(s, n);
+        st->glob_kind[st->n_globs] = tf_glob_kind(s, n);
         st->glob_value[st->n_globs++] = value;
         return 0;
     }
@@ -460,6 +501,7 @@ static void tf_step_free(tf_step_t *st)
         free(st->globs[i]);
     }
     free(st->globs);
+    free(st->glob_kind);
     free(st->glob_value);
     for (size_t i = 0; i < st->n_values; i++) {
         free(st->values[i]);
@@ -634,17 +676,21 @@ static const char *tf_lookup_run(const tf_step_t *st, const sl_value_t *v)
         slot = (slot + 1) & (st->n_slots - 1);
     }
     if (st->n_globs > 0 && memchr(s, '\0', n) == NULL) {
+        /* fnmatch wants a C string: made only if a pattern needs it */
         char small[256];
-        char *z = n < sizeof(small) ? small : sl_xmalloc(n + 1);
-        memcpy(z, s, n);
-        z[n] = '\0';
+        char *z = NULL;
         const char *hit = NULL;
         for (size_t i = 0; i < st->n_globs && hit == NULL; i++) {
-            if (fnmatch(st->globs[i], z, 0) == 0) {
+            if (st->glob_kind[i] == TF_GLOB_FNMATCH && z == NULL) {
+                z = n < sizeof(small) ? small : sl_xmalloc(n + 1);
+                memcpy(z, s, n);
+                z[n] = '\0';
+            }
+            if (tf_glob_match(st, i, s, n, z)) {
                 hit = st->values[st->glob_value[i]];
             }
         }
-        if (z != small) {
+        if (z != NULL && z != small) {
             free(z);
         }
         if (hit != NULL) {

@@ -181,6 +181,32 @@ TEST(lookup_exact_alternatives_globs_and_default)
     sl_arena_free(&a);
     fx_free(&fx);
 
+    /* every glob shape: prefix, contains, suffix (matched without fnmatch),
+     * and patterns fnmatch handles; first match in map order wins */
+    fx_load_ok(&fx, "transform:\n  - lookup:\n      from: name\n      to: g\n      map:\n"
+                    "        \"pre*\": p\n        \"*mid*\": m\n        \"*suf\": s\n"
+                    "        \"a?c\": q\n        \"[xy]z*\": r\n        \"*\": any\n");
+    static const char *globs[][2] = {
+        {"prefix", "p"}, {"pre", "p"},    {"xmidx", "m"},  {"mid", "m"},    {"thesuf", "s"},
+        {"suf", "s"},    {"abc", "q"},    {"abbc", "any"}, {"yzz", "r"},    {"pr", "any"},
+        {"", "any"},     {"premid", "p"}, {"su", "any"},   {"midsuf", "m"},
+    };
+    int g = field(&fx, "g");
+    for (size_t i = 0; i < sizeof(globs) / sizeof(globs[0]); i++) {
+        for (int f = 0; f < 7; f++) {
+            rec[f] = VNULL;
+        }
+        rec[0] = vs(globs[i][0]);
+        CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+        char got[64];
+        snprintf(got, sizeof(got), "%.*s", (int)rec[g].u.s.len, rec[g].u.s.ptr);
+        if (strcmp(got, globs[i][1]) != 0) {
+            fprintf(stderr, "glob case '%s'\n", globs[i][0]);
+        }
+        CHECK_STR(got, globs[i][1]);
+    }
+    fx_free(&fx);
+
     /* without a default, no match gives null */
     fx_load(&fx, "transform:\n  - lookup: {from: name, to: dept, map: {a: x}}\n");
     CHECK_INT(fx.errs.n, 0);
