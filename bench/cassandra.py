@@ -312,4 +312,5 @@ def main():
           f"**{ratio['counter_pa']:.2f}**; TSV: {tsv}")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -9,3 +9,7 @@ echo "== spine: raw consumption vs sluice run --until-end (null sink)"
 /usr/bin/python3 bench/spine.py "$build" --out docs
 echo "== cassandra sink: CQL test node ceiling (bench/cql_load) vs sluice run --until-end"
 /usr/bin/python3 bench/cassandra.py "$build" --out docs
+echo "== stages: transform/filter steps end to end (null sink), and per step"
+/usr/bin/python3 bench/stages_e2e.py "$build"
+"$build/stages_bench"
+"$build/expr_bench"
