@@ -12,11 +12,16 @@ for the day), and the output must equal it exactly; filtered records are
 counted (summary and metrics), not dead-lettered, and their offsets are
 committed; a record whose computed field fails (a timestamp_ms out of range)
 is dead-lettered with the step in the reason. A config with an expression
-error fails `sluice check` with file:line:col."""
+error fails `sluice check` with file:line:col.
+
+Also examples/ad_events_transform.yaml runs as written (filter step, computed
+time fields, enrich from examples/data/users.csv) on four events: exactly the
+two expected records come out."""
 
 import datetime
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import zoneinfo
@@ -183,6 +188,31 @@ def test(c):
         c.check(r.returncode != 0 and f"bad.yaml:{line}:{col}:" in e and "ownr_id" in e
                 and "did you mean owner_id" in e, "an unknown field in a filter fails check at "
                 "line:col with a suggestion", f"want {line}:{col}: {e[-1000:]}")
+    check_example(c, tmp)
+
+
+def check_example(c, tmp):
+    example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                           "ad_events_transform.yaml")
+    evs = [{"ad_id": 7, "user_id": 2, "owner_id": 9, "action": "click", "ts_ms": 1486166400000},
+           {"ad_id": 7, "user_id": 9, "owner_id": 9, "action": "view", "ts_ms": 1486166400000},
+           {"user_id": 1, "owner_id": 9, "action": "view", "ts_ms": 1486166400000},
+           {"ad_id": 8, "user_id": 5, "owner_id": 9, "action": "like", "ts_ms": 1486170000000}]
+    with harness.DevBroker(["ad_events:2"], tmpdir=tmp) as broker:
+        harness.kcat_produce(broker.bootstrap, "ad_events",
+                             [(str(i), json.dumps(e)) for i, e in enumerate(evs)], delim="\t")
+        env = dict(os.environ, KAFKA_BROKERS=broker.bootstrap,
+                   DLQ_PATH=os.path.join(tmp, "ex.dlq.jsonl"))
+        r = subprocess.run([harness.binary("sluice"), "run", example, "--until-end"], env=env,
+                           capture_output=True, timeout=60)
+    out = canon(json.loads(x) for x in r.stdout.decode().splitlines() if x.strip())
+    want = [{"ad_id": 7, "user_id": 2, "action": "click", "ts": "2017-02-04T00:00:00.000Z",
+             "day": "2017-02-04", "age": 27, "gender": "m", "location": "Berlin"},
+            {"ad_id": 8, "user_id": 5, "action": "like", "ts": "2017-02-04T01:00:00.000Z",
+             "day": "2017-02-04", "age": None, "gender": None, "location": None}]
+    c.check(r.returncode == 0 and out == canon(want),
+            "examples/ad_events_transform.yaml writes exactly the two expected records",
+            f"exit {r.returncode}: {r.stdout.decode()[-800:]} {r.stderr.decode()[-800:]}")
 
 if __name__ == "__main__":
     harness.main(test)
