@@ -15,6 +15,9 @@
 
 typedef enum { SL_STATUS_OK = 0, SL_STATUS_RETRY, SL_STATUS_REJECT } sl_status_t;
 
+#define SL_DEDUP_F_OWNER 1u   /* the first copy of its dedup key in flight */
+#define SL_DEDUP_F_WRITTEN 2u /* acknowledged by the sink */
+
 /* Where a record came from: enough for a dead-letter entry. Views are
  * borrowed from the batch. */
 typedef struct sl_origin {
@@ -46,6 +49,8 @@ typedef struct sl_batch {
     uint8_t *state;     /* n: see batch.c */
     uint8_t *attempts;  /* n: retries so far */
     char **reasons;     /* n, lazily: dead-letter reasons (in arena) */
+    uint64_t *dkey;     /* n, with dedup: each record's key */
+    uint8_t *dflag;     /* n, with dedup: SL_DEDUP_F_* */
     size_t pending;     /* records not done yet */
     int64_t created_us; /* for the batch latency histogram */
     sl_arena_t arena;

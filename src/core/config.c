@@ -92,8 +92,9 @@ static const sl_option_table_t runtime_table =
 static const sl_option_table_t metrics_table =
     TABLE("metrics", "Observability endpoints.", metrics_options);
 
-static const char *const top_keys[] = {"source", "schema",      "decode",  "transform", "filter",
-                                       "sink",   "dead_letter", "metrics", "runtime",   NULL};
+static const char *const top_keys[] = {"source",  "schema",  "decode", "transform",
+                                       "filter",  "dedup",   "sink",   "dead_letter",
+                                       "metrics", "runtime", NULL};
 
 /* Binds a "one plugin" section: `sink: {stdout: {...}}` or `sink: stdout`.
  * Returns the chosen plugin name and its options node through the out params. */
@@ -248,6 +249,7 @@ int sl_config_load(const char *path, sl_config_t *cfg, sl_errors_t *errs)
         sl_schema_finish(&cfg->schema);
         cfg->stages = sl_stages_parse(sl_node_get(root, "transform"), sl_node_get(root, "filter"),
                                       file, &cfg->schema, &cfg->record, errs, &bad);
+        cfg->dedup = sl_dedup_conf_parse(sl_node_get(root, "dedup"), &cfg->record, errs, &bad);
     }
 
     const sl_node_t *sink = sl_node_get(root, "sink");
@@ -289,6 +291,7 @@ void sl_config_free(sl_config_t *cfg)
         sl_options_free(cfg->dlq->options, cfg->dlq_opts);
     }
     free(cfg->dlq_opts);
+    sl_dedup_conf_destroy(cfg->dedup);
     sl_stages_destroy(cfg->stages);
     sl_schema_free(&cfg->record);
     sl_schema_free(&cfg->schema);
@@ -356,7 +359,21 @@ void sl_config_doc(sl_buf_t *out)
                 "## filter\n\n"
                 "An expression (docs/EXPRESSIONS.md) of type bool, run after `transform`. Records "
                 "for which it is not true (false or null) are dropped: counted in "
-                "`sluice_records_filtered_total`, not dead-lettered, their offsets committed.\n");
+                "`sluice_records_filtered_total`, not dead-lettered, their offsets committed.\n\n"
+                "## dedup\n\n"
+                "Drops records whose key was written recently, after `transform` and `filter`. "
+                "Per lane (so per set of partitions: copies of an event must share a partition, "
+                "e.g. by using the dedup key as the Kafka key).\n\n"
+                "| Key | Type | Default | Meaning |\n|---|---|---|---|\n"
+                "| `key` | list of strings | (none) | Record fields (after transform) whose "
+                "values, typed, make the key (hashed, 64-bit). Absent: the whole message. |\n"
+                "| `max_keys` | integer | 100000 | Keys remembered per lane; the least recently "
+                "written are forgotten first. |\n"
+                "| `ttl` | duration | 10m | How long a written key is remembered. |\n\n"
+                "A key is remembered only when the sink acknowledged its record: a copy whose "
+                "first write failed (dead-lettered) is written. A copy arriving while the first "
+                "is in flight waits for it. Dropped copies are counted in "
+                "`sluice_records_duplicate_total`; their offsets are committed.\n");
     sl_buf_puts(out, "\n## dead_letter\n\nWhere rejected records go, with the reason. Exactly one "
                      "of:\n\n");
     for (size_t i = 0; sl_dlq_plugins[i]; i++) {

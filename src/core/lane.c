@@ -37,6 +37,7 @@ struct sl_lane {
     int id;
     pthread_t thr;
     bool started;
+    sl_dedup_t *dedup; /* with a dedup section: this lane's keys */
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     int wake[2];
@@ -303,6 +304,10 @@ static sl_batch_t *batch_new(sl_lane_t *lane, size_t cap)
     b->pos = sl_xmalloc(cap * sizeof(*b->pos));
     b->state = sl_xcalloc(cap, 1);
     b->attempts = sl_xcalloc(cap, 1);
+    if (lane->dedup != NULL) {
+        b->dkey = sl_xmalloc(cap * sizeof(uint64_t));
+        b->dflag = sl_xcalloc(cap, 1);
+    }
     b->pending = 1; /* the lane's own hold while it works on the batch */
     b->created_us = sl_now_us();
     sl_arena_init(&b->arena, 4096);
@@ -319,6 +324,8 @@ static void batch_free(sl_batch_t *b)
     free(b->pos);
     free(b->state);
     free(b->attempts);
+    free(b->dkey);
+    free(b->dflag);
     sl_arena_free(&b->arena);
     free(b);
 }
@@ -340,6 +347,8 @@ static bool rec_stale(const sl_batch_t *b, uint32_t idx)
     return p->part->gen != p->gen;
 }
 
+static void lane_dedup_resolved(void *arg, sl_dedup_rec_t rec, bool dup);
+
 /* Marks record idx done: advances its partition's watermark (unless the
  * partition was revoked meanwhile) and releases the batch when it was last. */
 static void rec_done(sl_batch_t *b, uint32_t idx)
@@ -355,6 +364,13 @@ static void rec_done(sl_batch_t *b, uint32_t idx)
     }
     lane->in_flight--;
     SL_M_ADD(&lane->m, in_flight, -1);
+    if (b->dflag != NULL && (b->dflag[idx] & SL_DEDUP_F_OWNER)) {
+        /* the first copy of its key is done: held copies are duplicates if
+         * it was written, else the next one goes to the sink */
+        b->dflag[idx] &= (uint8_t)~SL_DEDUP_F_OWNER;
+        sl_dedup_resolve(lane->dedup, b->dkey[idx], (b->dflag[idx] & SL_DEDUP_F_WRITTEN) != 0,
+                         sl_now_ms(), lane_dedup_resolved, lane);
+    }
     batch_release(b);
 }
 
@@ -395,6 +411,22 @@ static void lane_push_retry(sl_lane_t *lane, lane_retry_t r)
         lane->retries = sl_xrealloc(lane->retries, lane->cap_retries * sizeof(*lane->retries));
     }
     lane->retries[lane->n_retries++] = r;
+}
+
+/* A record dedup held is resolved: a duplicate is done; otherwise it is now
+ * its key's first copy and goes to the sink (through the retry list, due
+ * now). */
+static void lane_dedup_resolved(void *arg, sl_dedup_rec_t rec, bool dup)
+{
+    sl_lane_t *lane = arg;
+    sl_batch_t *b = rec.batch;
+    if (dup) {
+        SL_M_ADD(&lane->m, duplicates, 1);
+        rec_done(b, rec.idx);
+    } else {
+        b->dflag[rec.idx] = SL_DEDUP_F_OWNER;
+        lane_push_retry(lane, (lane_retry_t){b, rec.idx, false, 0});
+    }
 }
 
 static void lane_add_retry(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, bool dlq)
@@ -452,6 +484,9 @@ void sl_batch_result(sl_batch_t *b, uint32_t idx, sl_status_t status, const char
     switch (status) {
     case SL_STATUS_OK:
         SL_M_ADD(&lane->m, out, 1);
+        if (b->dflag != NULL) {
+            b->dflag[idx] |= SL_DEDUP_F_WRITTEN;
+        }
         rec_done(b, idx);
         break;
     case SL_STATUS_RETRY:
@@ -621,7 +656,8 @@ static size_t lane_consume(sl_lane_t *lane)
         return 0;
     }
     sl_batch_t *b = batch_new(lane, (size_t)got);
-    size_t n_valid = 0, n_filtered = 0;
+    size_t n_valid = 0, n_filtered = 0, n_dedup = 0;
+    int64_t now_ms = sl_now_ms();
     sl_reason_t why;
     for (ssize_t i = 0; i < got; i++) {
         rd_kafka_message_t *msg = lane->msgbuf[i];
@@ -650,7 +686,26 @@ static size_t lane_consume(sl_lane_t *lane)
         }
         switch (sl_stages_run(lane->cfg->stages, sl_batch_values(b, k), &b->arena, &why)) {
         case SL_STAGE_KEEP:
-            lane->cur_idx[n_valid++] = k;
+            if (lane->dedup == NULL) {
+                lane->cur_idx[n_valid++] = k;
+                break;
+            }
+            b->dkey[k] = sl_dedup_key(lane->cfg->dedup, &lane->cfg->record, sl_batch_values(b, k),
+                                      msg->payload, msg->len);
+            switch (sl_dedup_offer(lane->dedup, b->dkey[k], now_ms, (sl_dedup_rec_t){b, k})) {
+            case SL_DEDUP_NEW:
+                b->dflag[k] = SL_DEDUP_F_OWNER;
+                lane->cur_idx[n_valid++] = k;
+                break;
+            case SL_DEDUP_DUP:
+                SL_M_ADD(&lane->m, duplicates, 1);
+                n_dedup++;
+                rec_done(b, k);
+                break;
+            case SL_DEDUP_HELD:
+                n_dedup++; /* in flight until its first copy is done */
+                break;
+            }
             break;
         case SL_STAGE_DROP:
             SL_M_ADD(&lane->m, filtered, 1);
@@ -667,7 +722,7 @@ static size_t lane_consume(sl_lane_t *lane)
         atomic_store(&lane->m.first_record_us, b->created_us);
     }
     SL_M_ADD(&lane->m, records_in, b->n);
-    SL_M_ADD(&lane->m, valid, n_valid + n_filtered);
+    SL_M_ADD(&lane->m, valid, n_valid + n_filtered + n_dedup);
     SL_M_ADD(&lane->m, in_flight, (int64_t)b->n);
     lane->cur = b;
     lane->cur_n = n_valid;
@@ -1040,6 +1095,9 @@ sl_lane_t *sl_lane_create(sl_pipeline_t *pl, int id, char *err)
     atomic_init(&lane->at_end, true);
 
     lane->sink = cfg->sink;
+    if (cfg->dedup != NULL) {
+        lane->dedup = sl_dedup_create(cfg->dedup);
+    }
     lane->sink_env = (sl_plugin_env_t){lane, &cfg->record, cfg->sink_name, id};
     if (lane->sink->open(&lane->sink_ctx, sl_pipeline_sink_shared(pl), &lane->sink_env, err) != 0) {
         goto fail;
@@ -1106,6 +1164,7 @@ void sl_lane_destroy(sl_lane_t *lane)
         close(lane->wake[1]);
     }
     pthread_mutex_destroy(&lane->mu);
+    sl_dedup_destroy(lane->dedup);
     free(lane);
 }
 

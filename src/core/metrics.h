@@ -17,6 +17,7 @@ typedef struct sl_lane_metrics {
     atomic_uint_fast64_t valid;         /* decoded and validated */
     atomic_uint_fast64_t invalid;       /* rejected by decode/validate or a transform step */
     atomic_uint_fast64_t filtered;      /* dropped by the filter (done, not dead-lettered) */
+    atomic_uint_fast64_t duplicates;    /* dropped by dedup (done, not written) */
     atomic_uint_fast64_t sink_rejected; /* rejected by the sink (-> dead letter) */
     atomic_uint_fast64_t dead_lettered; /* acknowledged by the dead-letter path */
     atomic_uint_fast64_t out;           /* acknowledged by the sink */

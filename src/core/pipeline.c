@@ -347,6 +347,8 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
            "Records rejected by decode, validation or a transform step.", NULL);
     PL_SUM(filtered, "sluice_records_filtered_total", "counter",
            "Records the filter dropped (done without a write).", NULL);
+    PL_SUM(duplicates, "sluice_records_duplicate_total", "counter",
+           "Records dedup dropped: their key was written within its ttl.", NULL);
     PL_SUM(dead_lettered, "sluice_records_dead_lettered_total", "counter",
            "Records acknowledged by the dead-letter path.", NULL);
     PL_SUM(out, "sluice_records_out_total", "counter", "Records acknowledged by the sink.",
@@ -472,7 +474,7 @@ static bool pl_at_end(sl_pipeline_t *pl)
 
 static void pl_summary(sl_pipeline_t *pl)
 {
-    uint64_t in = 0, valid = 0, invalid = 0, filtered = 0, dlq = 0, out = 0;
+    uint64_t in = 0, valid = 0, invalid = 0, filtered = 0, dups = 0, dlq = 0, out = 0;
     int64_t first = INT64_MAX, last = 0;
     for (int i = 0; i < pl->n_lanes; i++) {
         sl_lane_metrics_t *m = sl_lane_metrics(pl->lanes[i]);
@@ -485,6 +487,7 @@ static void pl_summary(sl_pipeline_t *pl)
         valid += SL_M_GET(m, valid);
         invalid += SL_M_GET(m, invalid);
         filtered += SL_M_GET(m, filtered);
+        dups += SL_M_GET(m, duplicates);
         dlq += SL_M_GET(m, dead_lettered);
         out += SL_M_GET(m, out);
     }
@@ -493,12 +496,13 @@ static void pl_summary(sl_pipeline_t *pl)
      * (leaves out the group join and the idle tail) */
     double active = last > first ? (double)(last - first) / 1e6 : 0.0;
     fprintf(stderr,
-            "sluice: summary records=%llu valid=%llu invalid=%llu filtered=%llu "
+            "sluice: summary records=%llu valid=%llu invalid=%llu filtered=%llu duplicates=%llu "
             "dead_lettered=%llu out=%llu elapsed=%.2fs rate=%.0f/s active=%.3fs "
             "active_rate=%.0f/s\n",
             (unsigned long long)in, (unsigned long long)valid, (unsigned long long)invalid,
-            (unsigned long long)filtered, (unsigned long long)dlq, (unsigned long long)out, secs,
-            secs > 0 ? (double)in / secs : 0.0, active, active > 0 ? (double)in / active : 0.0);
+            (unsigned long long)filtered, (unsigned long long)dups, (unsigned long long)dlq,
+            (unsigned long long)out, secs, secs > 0 ? (double)in / secs : 0.0, active,
+            active > 0 ? (double)in / active : 0.0);
 }
 
 static void pl_stop_lanes(sl_pipeline_t *pl)

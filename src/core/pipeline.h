@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "core/plugin.h"
 #include "core/schema.h"
+#include "stages/dedup.h"
 #include "stages/stages.h"
 
 typedef struct sl_kafka_opts {
@@ -47,9 +48,10 @@ typedef struct sl_config {
     char *path;
     sl_kafka_opts_t kafka;
     sl_decode_opts_t decode;
-    sl_schema_t schema;  /* the input: decoded and validated */
-    sl_schema_t record;  /* what stages and the sink see: schema after transform */
-    sl_stages_t *stages; /* transform + filter, NULL: none */
+    sl_schema_t schema;     /* the input: decoded and validated */
+    sl_schema_t record;     /* what stages and the sink see: schema after transform */
+    sl_stages_t *stages;    /* transform + filter, NULL: none */
+    sl_dedup_conf_t *dedup; /* NULL: none */
     const sl_sink_plugin_t *sink;
     void *sink_opts;
     const sl_node_t *sink_node; /* the sink's option map, in doc */
