@@ -155,24 +155,6 @@ static inline bool jd_eq(const char *a, const char *b, size_t n)
     return true;
 }
 
-static int jd_hex4(const unsigned char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = p[i], x;
-        if (c - '0' <= 9) {
-            x = c - '0';
-        } else if ((c | 0x20) - 'a' <= 5) {
-            x = (c | 0x20) - 'a' + 10;
-        } else {
-            return -1;
-        }
-        v = v << 4 | x;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Checks the escape at *pp (a backslash) and moves *pp past it. */
 static int jd_check_escape(jd_t *d, const unsigned char **pp)
 {
@@ -198,12 +180,12 @@ static int jd_check_escape(jd_t *d, const unsigned char **pp)
     default:
         return jd_syntax(d, p, "invalid escape in string");
     }
-    if (left < 6 || jd_hex4(p + 2, &cp) != 0) {
+    if (left < 6 || sl_utf8_hex4(p + 2, &cp) != 0) {
         return jd_syntax(d, p, "invalid \\u escape (expected 4 hex digits)");
     }
     if (cp >= 0xD800 && cp <= 0xDFFF) {
-        if (cp >= 0xDC00 || left < 12 || p[6] != '\\' || p[7] != 'u' || jd_hex4(p + 8, &lo) != 0 ||
-            lo < 0xDC00 || lo > 0xDFFF) {
+        if (cp >= 0xDC00 || left < 12 || p[6] != '\\' || p[7] != 'u' ||
+            sl_utf8_hex4(p + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF) {
             return jd_syntax(d, p, "unpaired UTF-16 surrogate in \\u escape");
         }
         *pp = p + 12;
@@ -270,30 +252,6 @@ static int jd_scan_string(jd_t *d, jd_str_t *out)
     return 0;
 }
 
-static size_t jd_put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12);
-        o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18);
-    o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    o[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Resolves the escapes of a string jd_scan_string() accepted into dst (at
  * least n bytes: no escape is shorter than what it stands for). */
 static size_t jd_unescape(const unsigned char *s, size_t n, char *dst)
@@ -322,9 +280,9 @@ static size_t jd_unescape(const unsigned char *s, size_t n, char *dst)
             cp = '\t';
             break;
         case 'u':
-            (void)jd_hex4(s + i + 2, &cp);
+            (void)sl_utf8_hex4(s + i + 2, &cp);
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                (void)jd_hex4(s + i + 8, &lo);
+                (void)sl_utf8_hex4(s + i + 8, &lo);
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 i += 6;
             }
@@ -335,7 +293,7 @@ static size_t jd_unescape(const unsigned char *s, size_t n, char *dst)
             break;
         }
         i += 2;
-        o += jd_put_utf8(dst + o, cp);
+        o += sl_utf8_put(dst + o, cp);
     }
     return o;
 }

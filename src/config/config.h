@@ -67,6 +67,11 @@ void sl_doc_free(sl_doc_t *doc);
 const sl_node_t *sl_node_get(const sl_node_t *map, const char *key);
 /* Returns a short name of the node's kind for messages: "a scalar", "a map"... */
 const char *sl_node_kind_name(const sl_node_t *node);
+/* Checks that every key of the map is one of known (NULL-terminated); the
+ * first other one is reported at its position as "what: unknown key 'k'
+ * (known: a, b, ...)". Returns 0, or -1 after adding that error. */
+int sl_node_check_keys(const sl_node_t *map, const char *const *known, const char *what,
+                       sl_errors_t *errs) SL_WUR;
 /* Returns true if node is NULL or a YAML null: an unquoted scalar that is
  * empty, "~" or "null" (`key:` with nothing after it). */
 bool sl_node_is_null(const sl_node_t *node);

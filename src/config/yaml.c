@@ -554,3 +554,26 @@ bool sl_node_is_null(const sl_node_t *node)
     return s[0] == '\0' || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
            strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
 }
+
+int sl_node_check_keys(const sl_node_t *map, const char *const *known, const char *what,
+                       sl_errors_t *errs)
+{
+    for (size_t i = 0; i < map->n; i++) {
+        const sl_node_t *k = map->keys[i];
+        size_t j = 0;
+        while (known[j] && strcmp(known[j], k->scalar) != 0) {
+            j++;
+        }
+        if (known[j] == NULL) {
+            sl_buf_t names = SL_BUF_INIT;
+            for (j = 0; known[j]; j++) {
+                sl_buf_printf(&names, "%s%s", j ? ", " : "", known[j]);
+            }
+            sl_errors_add(errs, k->file, k->line, k->col, "%s: unknown key '%s' (known: %s)", what,
+                          k->scalar, names.data ? names.data : "");
+            sl_buf_free(&names);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -108,6 +108,19 @@ void sl_schema_finish(sl_schema_t *schema)
     }
 }
 
+size_t sl_schema_add(sl_schema_t *schema, const char *name, sl_type_t type, int line)
+{
+    schema->fields = sl_xrealloc(schema->fields, (schema->n_fields + 1) * sizeof(sl_field_t));
+    sl_field_t *f = &schema->fields[schema->n_fields];
+    memset(f, 0, sizeof(*f));
+    f->name = sl_xstrdup(name);
+    f->name_len = strlen(name);
+    f->type = type;
+    f->line = line;
+    f->def.is_null = true;
+    return schema->n_fields++;
+}
+
 int sl_schema_find(const sl_schema_t *schema, const char *name, size_t len)
 {
     if (SL_UNLIKELY(schema->slots == NULL)) {

@@ -56,6 +56,10 @@ void sl_schema_finish(sl_schema_t *schema);
 /* Returns the index of the visible field named (name, len), or -1.
  * Thread-safe. */
 int sl_schema_find(const sl_schema_t *schema, const char *name, size_t len);
+/* Appends a field with a name and a type only (no constraints, no default),
+ * e.g. a field a transform step computes. Does not rebuild the lookup
+ * table: call sl_schema_finish() after adding. Returns its index. */
+size_t sl_schema_add(sl_schema_t *schema, const char *name, sl_type_t type, int line);
 /* Frees the schema's contents (not the struct itself). NULL is a no-op. */
 void sl_schema_free(sl_schema_t *schema);
 

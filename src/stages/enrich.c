@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "codecs/json.h"
 #include "util/arena.h"
@@ -24,22 +25,13 @@ struct sl_enrich {
     sl_arena_t arena;
 };
 
-static uint64_t en_hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    }
-    return h ^ (h >> 31);
-}
-
 static uint64_t en_hash(const sl_enrich_t *e, const sl_value_t *k)
 {
     if (e->int_key) {
         uint64_t x = (uint64_t)k->u.i * 0x9e3779b97f4a7c15ull;
         return x ^ (x >> 29);
     }
-    return en_hash_bytes(k->u.s.ptr, k->u.s.len);
+    return XXH3_64bits(k->u.s.ptr, k->u.s.len);
 }
 
 static bool en_key_eq(const sl_enrich_t *e, const sl_value_t *a, const sl_value_t *b)
@@ -290,14 +282,9 @@ static int en_load_ndjson(en_load_t *L, const char *file_key, const sl_node_t *f
 {
     sl_enrich_t *e = L->e;
     sl_schema_t tab = {0};
-    tab.fields = sl_xcalloc(1 + e->n_out, sizeof(sl_field_t));
-    tab.n_fields = 1 + e->n_out;
     tab.unknown = SL_UNKNOWN_IGNORE;
     for (size_t f = 0; f <= e->n_out; f++) {
-        tab.fields[f].name = sl_xstrdup(f == 0 ? file_key : fields->keys[f - 1]->scalar);
-        tab.fields[f].name_len = strlen(tab.fields[f].name);
-        tab.fields[f].type = L->types[f];
-        tab.fields[f].def.is_null = true;
+        (void)sl_schema_add(&tab, f == 0 ? file_key : fields->keys[f - 1]->scalar, L->types[f], 0);
     }
     sl_schema_finish(&tab);
     const sl_json_limits_t limits = {0, 64};
@@ -375,17 +362,8 @@ sl_enrich_t *sl_enrich_parse(const sl_node_t *map, const char *config_dir, sl_sc
                       "enrich: expected {key: FIELD, file: PATH, fields: {name: type}}");
         return NULL;
     }
-    for (size_t i = 0; i < map->n; i++) {
-        size_t k = 0;
-        while (keys[k] && strcmp(keys[k], map->keys[i]->scalar) != 0) {
-            k++;
-        }
-        if (keys[k] == NULL) {
-            sl_errors_add(errs, map->keys[i]->file, map->keys[i]->line, map->keys[i]->col,
-                          "enrich: unknown key '%s' (known: key, file, file_key, fields)",
-                          map->keys[i]->scalar);
-            return NULL;
-        }
+    if (sl_node_check_keys(map, keys, "enrich", errs) != 0) {
+        return NULL;
     }
     const sl_node_t *key = sl_node_get(map, "key"), *file = sl_node_get(map, "file");
     const sl_node_t *fkey = sl_node_get(map, "file_key"), *fields = sl_node_get(map, "fields");
@@ -495,16 +473,7 @@ sl_enrich_t *sl_enrich_parse(const sl_node_t *map, const char *config_dir, sl_sc
         e->out_field = sl_xmalloc(e->n_out * sizeof(size_t));
         for (size_t i = 0; i < e->n_out; i++) {
             const sl_node_t *name = fields->keys[i];
-            record->fields =
-                sl_xrealloc(record->fields, (record->n_fields + 1) * sizeof(sl_field_t));
-            sl_field_t *f = &record->fields[record->n_fields];
-            memset(f, 0, sizeof(*f));
-            f->name = sl_xstrdup(name->scalar);
-            f->name_len = strlen(f->name);
-            f->type = types[1 + i];
-            f->line = name->line;
-            f->def.is_null = true;
-            e->out_field[i] = record->n_fields++;
+            e->out_field[i] = sl_schema_add(record, name->scalar, types[1 + i], name->line);
         }
         sl_schema_finish(record);
     }

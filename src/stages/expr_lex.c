@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "stages/expr_int.h"
+#include "util/utf8.h"
 
 /* ------------------------------------------------------------------------ */
 /* The lexer                                                                 */
@@ -58,60 +59,10 @@ bool ex_word_eq(const char *s, size_t n, const char *word)
     return strlen(word) == n && strncasecmp(s, word, n) == 0;
 }
 
-static int ex_hex(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Reads the 4 hex digits of a \u escape at s (n bytes available). */
 static int ex_u4(const char *s, size_t n, unsigned *out)
 {
-    unsigned v = 0;
-    if (n < 4) {
-        return -1;
-    }
-    for (int i = 0; i < 4; i++) {
-        int h = ex_hex((unsigned char)s[i]);
-        if (h < 0) {
-            return -1;
-        }
-        v = v << 4 | (unsigned)h;
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t ex_utf8_put(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | cp >> 6);
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12);
-        o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | cp >> 18);
-    o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    o[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    return n < 4 ? -1 : sl_utf8_hex4((const unsigned char *)s, out);
 }
 
 /* A quoted string starting at pos; decoded into the expression's arena. */
@@ -175,7 +126,7 @@ static int ex_lex_string(ex_parser_t *p, size_t pos, ex_tok_t *t)
                 i += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            n += ex_utf8_put(o + n, cp);
+            n += sl_utf8_put(o + n, cp);
             break;
         default:
             ex_err(p, esc,

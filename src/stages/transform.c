@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "stages/enrich.h"
 #include "stages/expr.h"
@@ -66,33 +67,19 @@ struct sl_stages {
 static void tf_copy_input(const sl_schema_t *input, sl_schema_t *record)
 {
     memset(record, 0, sizeof(*record));
-    record->fields = sl_xcalloc(input->n_fields + 1, sizeof(sl_field_t));
-    record->n_fields = input->n_fields;
     record->unknown = input->unknown;
     for (size_t i = 0; i < input->n_fields; i++) {
-        sl_field_t *f = &record->fields[i];
-        f->name = sl_xstrdup(input->fields[i].name);
-        f->name_len = strlen(f->name);
-        f->type = input->fields[i].type;
-        f->line = input->fields[i].line;
-        f->def.is_null = true;
+        (void)sl_schema_add(record, input->fields[i].name, input->fields[i].type,
+                            input->fields[i].line);
     }
     sl_schema_finish(record);
 }
 
 static size_t tf_add_field(sl_schema_t *record, const char *name, sl_type_t type, int line)
 {
-    record->fields = sl_xrealloc(record->fields, (record->n_fields + 1) * sizeof(sl_field_t));
-    sl_field_t *f = &record->fields[record->n_fields];
-    memset(f, 0, sizeof(*f));
-    f->name = sl_xstrdup(name);
-    f->name_len = strlen(name);
-    f->type = type;
-    f->line = line;
-    f->def.is_null = true;
-    record->n_fields++;
+    size_t f = sl_schema_add(record, name, type, line);
     sl_schema_finish(record);
-    return record->n_fields - 1;
+    return f;
 }
 
 static bool tf_valid_name(const char *s)
@@ -218,15 +205,11 @@ static int tf_set_one(const sl_node_t *key, const sl_node_t *val, sl_schema_t *r
 {
     const sl_node_t *text = val, *type_node = NULL;
     if (val->kind == SL_NODE_MAP) {
+        static const char *const keys[] = {"expr", "type", NULL};
         text = sl_node_get(val, "expr");
         type_node = sl_node_get(val, "type");
-        for (size_t i = 0; i < val->n; i++) {
-            const char *k = val->keys[i]->scalar;
-            if (strcmp(k, "expr") != 0 && strcmp(k, "type") != 0) {
-                sl_errors_add(errs, val->keys[i]->file, val->keys[i]->line, val->keys[i]->col,
-                              "set: unknown key '%s' (known: expr, type)", k);
-                return -1;
-            }
+        if (sl_node_check_keys(val, keys, "set", errs) != 0) {
+            return -1;
         }
     }
     if (text == NULL || text->kind != SL_NODE_SCALAR) {
@@ -286,15 +269,6 @@ static int tf_set_one(const sl_node_t *key, const sl_node_t *val, sl_schema_t *r
     return 0;
 }
 
-static uint64_t tf_hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    }
-    return h ^ (h >> 31);
-}
-
 static tf_glob_kind_t tf_glob_kind(const char *s, size_t n)
 {
     bool lead = n > 0 && s[0] == '*', trail = n > 1 && s[n - 1] == '*';
@@ -352,7 +326,7 @@ static int tf_lookup_key(tf_step_t *st, const char *s, size_t n, uint32_t value,
         st->glob_value[st->n_globs++] = value;
         return 0;
     }
-    size_t slot = (size_t)tf_hash(s, n) & (st->n_slots - 1);
+    size_t slot = (size_t)XXH3_64bits(s, n) & (st->n_slots - 1);
     while (st->table[slot].key != NULL) {
         if (st->table[slot].key_len == n && memcmp(st->table[slot].key, s, n) == 0) {
             sl_errors_add(errs, at->file, at->line, at->col, "lookup: '%.*s' is mapped twice",
@@ -373,17 +347,8 @@ static int tf_lookup(const sl_node_t *map, sl_schema_t *record, tf_step_t *st, s
                       "lookup: expected a map {from: FIELD, to: FIELD, map: {...}, default: ...}");
         return -1;
     }
-    for (size_t i = 0; i < map->n; i++) {
-        size_t k = 0;
-        while (keys[k] && strcmp(keys[k], map->keys[i]->scalar) != 0) {
-            k++;
-        }
-        if (keys[k] == NULL) {
-            sl_errors_add(errs, map->keys[i]->file, map->keys[i]->line, map->keys[i]->col,
-                          "lookup: unknown key '%s' (known: from, to, map, default)",
-                          map->keys[i]->scalar);
-            return -1;
-        }
+    if (sl_node_check_keys(map, keys, "lookup", errs) != 0) {
+        return -1;
     }
     const sl_node_t *from = sl_node_get(map, "from"), *to = sl_node_get(map, "to");
     const sl_node_t *m = sl_node_get(map, "map"), *def = sl_node_get(map, "default");
@@ -668,7 +633,7 @@ static const char *tf_lookup_run(const tf_step_t *st, const sl_value_t *v)
     }
     const char *s = v->u.s.ptr;
     size_t n = v->u.s.len;
-    size_t slot = (size_t)tf_hash(s, n) & (st->n_slots - 1);
+    size_t slot = (size_t)XXH3_64bits(s, n) & (st->n_slots - 1);
     while (st->table[slot].key != NULL) {
         if (st->table[slot].key_len == n && memcmp(st->table[slot].key, s, n) == 0) {
             return st->values[st->table[slot].value];

@@ -284,6 +284,10 @@ TEST(errors_name_the_line_and_column)
     expect_error("transform:\n  - set: {price: \"name\"}\n", "gives string but the field is double",
                  9, 18, __LINE__);
     expect_error("transform: {rename: {a: b}}\n", "must be a list of steps", 8, 12, __LINE__);
+    expect_error("transform:\n  - lookup: {from: name, to: d, map: {a: b}, dflt: x}\n",
+                 "lookup: unknown key 'dflt' (known: from, to, map, default)", 9, 46, __LINE__);
+    expect_error("transform:\n  - set: {x: {expr: \"1\", tpye: int32}}\n",
+                 "set: unknown key 'tpye' (known: expr, type)", 9, 26, __LINE__);
 }
 
 TEST(filter_expression_error_points_into_the_expression)
