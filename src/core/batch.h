@@ -51,6 +51,9 @@ typedef struct sl_batch {
     char **reasons;     /* n, lazily: dead-letter reasons (in arena) */
     uint64_t *dkey;     /* n, with dedup: each record's key */
     uint8_t *dflag;     /* n, with dedup: SL_DEDUP_F_* */
+    bool agg;           /* rows of an aggregate flush (no messages, no positions) */
+    char **agg_json;    /* agg, lazily: a dead-lettered row as JSON (in arena) */
+    int64_t wall_ms;    /* agg: when it was flushed (wall clock) */
     size_t pending;     /* records not done yet */
     int64_t created_us; /* for the batch latency histogram */
     sl_arena_t arena;
@@ -61,7 +64,9 @@ static inline sl_value_t *sl_batch_values(sl_batch_t *b, uint32_t idx)
 {
     return b->values + (size_t)idx * b->schema->n_fields;
 }
-/* Fills *o with where record idx came from. */
+/* Fills *o with where record idx came from. A row of an aggregate flush
+ * has topic "(aggregate)", partition and offset -1, the flush time as
+ * timestamp, and (once dead-lettered) the row as JSON for payload. */
 void sl_batch_origin(const sl_batch_t *b, uint32_t idx, sl_origin_t *o);
 
 /* Reports the sink's result for record idx. OK: done. RETRY: offered to the

@@ -37,7 +37,12 @@ struct sl_lane {
     int id;
     pthread_t thr;
     bool started;
-    sl_dedup_t *dedup; /* with a dedup section: this lane's keys */
+    sl_dedup_t *dedup;   /* with a dedup section: this lane's keys */
+    sl_agg_t *agg;       /* with an aggregate section: this lane's groups */
+    sl_batch_t *agg_out; /* rows of the flush in flight not yet all offered to the sink */
+    uint32_t *agg_idx;   /* 0..n of agg_out, for submit */
+    size_t agg_off;      /* rows of agg_out offered so far */
+    int64_t agg_rows;    /* rows of the flush in flight not done yet */
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     int wake[2];
@@ -202,6 +207,7 @@ static sl_part_t *lane_part_get(sl_lane_t *lane, const char *topic, int32_t part
     p->partition = partition;
     p->stored = -1;
     p->end = -1;
+    p->slot = (uint32_t)lane->n_parts;
     sl_wm_init(&p->wm);
     if (lane->n_parts == lane->cap_parts) {
         lane->cap_parts = lane->cap_parts ? lane->cap_parts * 2 : 16;
@@ -243,6 +249,17 @@ static void lane_set_paused(sl_lane_t *lane, bool pause)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* The offset to commit for p: below every record not done, and below what
+ * aggregation folded but has not written yet. -1: nothing consumed. */
+static int64_t lane_committable(const sl_lane_t *lane, const sl_part_t *p)
+{
+    int64_t c = sl_wm_committable(&p->wm);
+    if (c >= 0 && lane->agg != NULL) {
+        c = SL_MIN(c, sl_agg_pinned(lane->agg, p->slot, p->gen));
+    }
+    return c;
+}
+
 /* Hands each partition's committable watermark to librdkafka's offset store;
  * the auto-commit then commits only offsets below everything not yet done. */
 static void lane_store_offsets(sl_lane_t *lane)
@@ -253,7 +270,7 @@ static void lane_store_offsets(sl_lane_t *lane)
         if (p->state == SL_PART_IDLE) {
             continue;
         }
-        int64_t c = sl_wm_committable(&p->wm);
+        int64_t c = lane_committable(lane, p);
         if (c >= 0 && c > p->stored) {
             if (l == NULL) {
                 l = rd_kafka_topic_partition_list_new(8);
@@ -274,9 +291,18 @@ static void lane_store_offsets(sl_lane_t *lane)
     lane->last_store_ms = sl_now_ms();
 }
 
+/* True while aggregated data waits to be written (or is being written). */
+static bool lane_agg_busy(const sl_lane_t *lane)
+{
+    return lane->agg != NULL &&
+           (sl_agg_dirty(lane->agg) || sl_agg_flushing(lane->agg) || lane->agg_rows > 0);
+}
+
 static void lane_update_at_end(sl_lane_t *lane)
 {
-    bool all = true;
+    /* open windows of absolute mode keep their pins: the offsets stored at
+     * the end replay them after a restart */
+    bool all = !lane_agg_busy(lane);
     for (size_t i = 0; i < lane->n_parts; i++) {
         sl_part_t *p = lane->parts[i];
         if (p->state != SL_PART_ACTIVE) {
@@ -316,7 +342,7 @@ static sl_batch_t *batch_new(sl_lane_t *lane, size_t cap)
 
 static void batch_free(sl_batch_t *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0; b->msgs != NULL && i < b->n; i++) {
         rd_kafka_message_destroy(b->msgs[i]);
     }
     free(b->msgs);
@@ -335,14 +361,24 @@ static void batch_release(sl_batch_t *b)
     if (--b->pending == 0) {
         sl_lane_t *lane = b->lane;
         int64_t now = sl_now_us();
-        sl_metrics_observe_latency(&lane->m, now - b->created_us);
         atomic_store_explicit(&lane->m.last_record_us, now, memory_order_relaxed);
+        if (b->agg) {
+            /* every row of the flush is written or dead-lettered: the offsets
+             * of the records folded into it may be committed */
+            sl_agg_flush_done(lane->agg);
+            lane->store_dirty = true;
+        } else {
+            sl_metrics_observe_latency(&lane->m, now - b->created_us);
+        }
         batch_free(b);
     }
 }
 
 static bool rec_stale(const sl_batch_t *b, uint32_t idx)
 {
+    if (b->agg) {
+        return false; /* aggregated rows are written whoever owns the partitions now */
+    }
     const sl_pos_t *p = &b->pos[idx];
     return p->part->gen != p->gen;
 }
@@ -358,6 +394,11 @@ static void rec_done(sl_batch_t *b, uint32_t idx)
     }
     sl_lane_t *lane = b->lane;
     b->state[idx] = REC_DONE;
+    if (b->agg) {
+        lane->agg_rows--;
+        batch_release(b);
+        return;
+    }
     if (!rec_stale(b, idx)) {
         sl_wm_done(&b->pos[idx].part->wm, b->pos[idx].seq);
         lane->store_dirty = true;
@@ -376,6 +417,12 @@ static void rec_done(sl_batch_t *b, uint32_t idx)
 
 void sl_batch_origin(const sl_batch_t *b, uint32_t idx, sl_origin_t *o)
 {
+    if (b->agg) {
+        const char *json = b->agg_json ? b->agg_json[idx] : NULL;
+        *o = (sl_origin_t){"(aggregate)", -1, -1,   b->wall_ms,
+                           NULL,          0,  json, json ? strlen(json) : 0};
+        return;
+    }
     const rd_kafka_message_t *msg = b->msgs[idx];
     o->topic = rd_kafka_topic_name(msg->rkt);
     o->partition = msg->partition;
@@ -466,6 +513,18 @@ static bool lane_dlq_offer(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const c
 static void lane_dead_letter(sl_lane_t *lane, sl_batch_t *b, uint32_t idx, const char *reason)
 {
     batch_reason_set(b, idx, reason);
+    if (b->agg) {
+        /* an aggregated row has no message: the dead-letter entry carries
+         * the row as JSON */
+        if (b->agg_json == NULL) {
+            b->agg_json = sl_arena_alloc(&b->arena, b->cap * sizeof(char *));
+            memset(b->agg_json, 0, b->cap * sizeof(char *));
+        }
+        sl_buf_t j = SL_BUF_INIT;
+        sl_json_encode(b->schema, sl_batch_values(b, idx), &j);
+        b->agg_json[idx] = sl_arena_strndup(&b->arena, j.data, j.len);
+        sl_buf_free(&j);
+    }
     if (lane->n_dlq_wait > 0 || !lane_dlq_offer(lane, b, idx, batch_reason_get(b, idx))) {
         if (lane->n_dlq_wait == lane->cap_dlq_wait) {
             lane->cap_dlq_wait = lane->cap_dlq_wait ? lane->cap_dlq_wait * 2 : 64;
@@ -514,6 +573,150 @@ void sl_batch_dlq_result(sl_batch_t *b, uint32_t idx, sl_status_t status)
     }
 }
 
+/* ---- aggregation ------------------------------------------------------------- */
+
+/* Offers the rows of the flush in flight to the sink (a prefix at a time
+ * while it is full). */
+static void lane_agg_submit(sl_lane_t *lane)
+{
+    sl_batch_t *b = lane->agg_out;
+    if (b == NULL) {
+        return;
+    }
+    while (lane->agg_off < b->n) {
+        size_t took = lane->sink->submit(lane->sink_ctx, b, lane->agg_idx + lane->agg_off,
+                                         b->n - lane->agg_off);
+        SL_M_ADD(&lane->m, sink_in_flight, (int64_t)took);
+        lane->agg_off += took;
+        if (took == 0) {
+            return;
+        }
+    }
+    lane->agg_out = NULL;
+    batch_release(b);
+}
+
+/* Starts a flush: its rows become a batch of their own for the sink; when
+ * the last is done, the offsets folded into them are released. */
+static void lane_agg_flush(sl_lane_t *lane)
+{
+    sl_batch_t *b = sl_xcalloc(1, sizeof(*b));
+    sl_arena_init(&b->arena, 16384);
+    size_t n = 0;
+    sl_value_t *rows = sl_agg_flush(lane->agg, &n, &b->arena);
+    atomic_store_explicit(&lane->m.agg_keys, (int64_t)sl_agg_keys(lane->agg), memory_order_relaxed);
+    if (n == 0) {
+        sl_arena_free(&b->arena);
+        free(b);
+        lane->store_dirty = true; /* closed windows without new rows released their pins */
+        return;
+    }
+    SL_M_ADD(&lane->m, agg_flushes, 1);
+    b->lane = lane;
+    b->schema = lane->cfg->out;
+    b->agg = true;
+    b->values = rows;
+    b->n = b->cap = n;
+    b->state = sl_xcalloc(n, 1);
+    b->attempts = sl_xcalloc(n, 1);
+    b->pending = n + 1; /* the rows, and the lane's hold while offering them */
+    b->created_us = sl_now_us();
+    b->wall_ms = sl_wall_us() / 1000;
+    lane->agg_idx = sl_xrealloc(lane->agg_idx, n * sizeof(*lane->agg_idx));
+    for (size_t i = 0; i < n; i++) {
+        lane->agg_idx[i] = (uint32_t)i;
+    }
+    lane->agg_out = b;
+    lane->agg_off = 0;
+    lane->agg_rows += (int64_t)n;
+    lane_agg_submit(lane);
+}
+
+/* Folds records idx[0..n) of batch b into the lane's groups; returns how
+ * many it took (fewer than n: max_keys reached while a flush is in flight;
+ * the rest is offered again later). Folded records are done now: their
+ * offsets stay pinned until the flush holding them is written. */
+static size_t lane_agg_take(sl_lane_t *lane, sl_batch_t *b, const uint32_t *idx, size_t n)
+{
+    sl_agg_t *agg = lane->agg;
+    sl_reason_t why;
+    sl_agg_set_clock(agg, sl_now_ms(), sl_wall_us());
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = idx[i];
+        const rd_kafka_message_t *msg = b->msgs[k];
+        sl_agg_verdict_t v = sl_agg_add(agg, sl_batch_values(b, k), b->pos[k].part->slot,
+                                        b->pos[k].gen, msg->offset, &why);
+        if (v == SL_AGG_FULL) {
+            if (!sl_agg_flush_due(agg, sl_now_ms(), true)) {
+                return i; /* a flush is in flight: wait for it */
+            }
+            lane_agg_flush(lane);
+            v = sl_agg_add(agg, sl_batch_values(b, k), b->pos[k].part->slot, b->pos[k].gen,
+                           msg->offset, &why);
+            if (v == SL_AGG_FULL) {
+                return i;
+            }
+        }
+        switch (v) {
+        case SL_AGG_TAKEN:
+            SL_M_ADD(&lane->m, aggregated, 1);
+            if (b->dflag != NULL) {
+                b->dflag[k] |= SL_DEDUP_F_WRITTEN; /* its flush writes it or dead-letters it */
+            }
+            rec_done(b, k);
+            break;
+        case SL_AGG_LATE:
+            SL_M_ADD(&lane->m, late, 1);
+            if (lane->cfg->agg->late == SL_AGG_LATE_DROP) {
+                rec_done(b, k);
+            } else {
+                lane_dead_letter(lane, b, k, why.text);
+            }
+            break;
+        case SL_AGG_REJECT:
+            SL_M_ADD(&lane->m, invalid, 1);
+            lane_dead_letter(lane, b, k, why.text);
+            break;
+        case SL_AGG_FULL:
+            break;
+        }
+    }
+    atomic_store_explicit(&lane->m.agg_keys, (int64_t)sl_agg_keys(agg), memory_order_relaxed);
+    return n;
+}
+
+/* True when every partition with an --until-end target has been consumed
+ * up to it: folded data need not wait for the timer. */
+static bool lane_consumed_to_end(const sl_lane_t *lane)
+{
+    bool any = false;
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        const sl_part_t *p = lane->parts[i];
+        if (p->state != SL_PART_ACTIVE) {
+            continue;
+        }
+        if (p->end < 0 || sl_wm_next(&p->wm) < p->end) {
+            return false;
+        }
+        any = true;
+    }
+    return any;
+}
+
+/* Offers pending rows, and starts a flush when one is due: the timer,
+ * max_keys, or at once while stopping, revoking or at the end of input. */
+static void lane_agg_tick(sl_lane_t *lane, int64_t now)
+{
+    if (lane->agg == NULL) {
+        return;
+    }
+    lane_agg_submit(lane);
+    bool force = lane->stopping || lane->revoke_req != NULL || lane_consumed_to_end(lane);
+    if (sl_agg_flush_due(lane->agg, now, force)) {
+        lane_agg_flush(lane);
+    }
+}
+
 /* ---- offering records to the sink ---------------------------------------- */
 
 /* Offers the current batch's remaining valid records; records of partitions
@@ -536,10 +739,15 @@ static void lane_submit_current(sl_lane_t *lane)
     lane->cur_n = w;
     while (lane->cur_off < lane->cur_n) {
         size_t want = lane->cur_n - lane->cur_off;
-        size_t took = lane->sink->submit(lane->sink_ctx, b, lane->cur_idx + lane->cur_off, want);
-        /* took records now belong to the sink; results may already have come
-         * back, but the lane's hold keeps b alive */
-        SL_M_ADD(&lane->m, sink_in_flight, (int64_t)took);
+        size_t took;
+        if (lane->agg != NULL) {
+            took = lane_agg_take(lane, b, lane->cur_idx + lane->cur_off, want);
+        } else {
+            /* took records now belong to the sink; results may already have
+             * come back, but the lane's hold keeps b alive */
+            took = lane->sink->submit(lane->sink_ctx, b, lane->cur_idx + lane->cur_off, want);
+            SL_M_ADD(&lane->m, sink_in_flight, (int64_t)took);
+        }
         lane->cur_off += took;
         if (took == 0) {
             return; /* full: offered again after a wake-up */
@@ -566,6 +774,8 @@ static void lane_run_retries(sl_lane_t *lane, int64_t now)
         } else if (r.due_ms <= now) {
             if (r.dlq) {
                 keep = !lane_dlq_offer(lane, r.batch, r.idx, batch_reason_get(r.batch, r.idx));
+            } else if (lane->agg != NULL && !r.batch->agg) {
+                keep = lane_agg_take(lane, r.batch, &r.idx, 1) == 0; /* a promoted dedup copy */
             } else if (lane->sink->submit(lane->sink_ctx, r.batch, &r.idx, 1) == 1) {
                 SL_M_ADD(&lane->m, sink_in_flight, 1);
                 keep = false;
@@ -793,7 +1003,13 @@ static void lane_check_revoke(sl_lane_t *lane)
     bool drained = true;
     for (size_t i = 0; i < lane->n_parts && !req->lost; i++) {
         sl_part_t *p = lane->parts[i];
-        if (p->state == SL_PART_DRAINING && sl_wm_in_flight(&p->wm) > 0) {
+        if (p->state == SL_PART_DRAINING &&
+            (sl_wm_in_flight(&p->wm) > 0 ||
+             (lane->agg != NULL && lane->cfg->agg->mode == SL_AGG_DELTA &&
+              sl_agg_pinned(lane->agg, p->slot, p->gen) != INT64_MAX))) {
+            /* delta mode waits for the flush holding the partition's records:
+             * absolute mode's window pins are committed as they are (the next
+             * owner recomputes the open windows) */
             drained = false;
         }
     }
@@ -813,7 +1029,10 @@ static void lane_check_revoke(sl_lane_t *lane)
                         "topic=%s partition=%d in_flight=%llu", p->topic, (int)p->partition,
                         (unsigned long long)sl_wm_in_flight(&p->wm));
         }
-        r->offset = req->lost ? -1 : sl_wm_committable(&p->wm);
+        r->offset = req->lost ? -1 : lane_committable(lane, p);
+        if (lane->agg != NULL) {
+            sl_agg_drop_slot(lane->agg, p->slot);
+        }
         if (p->paused) {
             SL_M_ADD(&lane->m, paused_parts, -1);
         }
@@ -852,14 +1071,16 @@ static void lane_check_stop(sl_lane_t *lane)
     if (req == NULL) {
         return;
     }
-    if (lane->in_flight > 0 && sl_now_ms() < req->deadline_ms) {
+    bool busy = lane->in_flight > 0 || lane_agg_busy(lane);
+    if (busy && sl_now_ms() < req->deadline_ms) {
         return;
     }
-    if (lane->in_flight > 0) {
+    if (busy) {
         sl_log_warn(lane->name,
                     "shutdown_timeout passed with records in flight: they will be "
                     "consumed again after restart",
-                    "in_flight=%lld", (long long)lane->in_flight);
+                    "in_flight=%lld aggregated_rows=%lld", (long long)lane->in_flight,
+                    (long long)lane->agg_rows);
     }
     lane_store_offsets(lane);
     lane->stop_req = NULL;
@@ -986,6 +1207,7 @@ static void *lane_main(void *arg)
             lane_run_dlq_wait(lane);
         }
         lane_submit_current(lane);
+        lane_agg_tick(lane, now);
         if (lane->sink->poll) {
             lane->sink->poll(lane->sink_ctx);
         }
@@ -1049,6 +1271,10 @@ static void *lane_main(void *arg)
         if (lane->n_dlq_wait > 0 || lane->revoke_req || lane->stop_req || lane->store_dirty) {
             timeout = SL_MIN(timeout, 10);
         }
+        if (lane->agg != NULL) {
+            int64_t d = sl_agg_next_flush_ms(lane->agg) - sl_now_ms();
+            timeout = (int)SL_MAX(0, SL_MIN(d, timeout));
+        }
         if (more) {
             timeout = 0; /* only collect the sink's socket events */
         }
@@ -1098,7 +1324,10 @@ sl_lane_t *sl_lane_create(sl_pipeline_t *pl, int id, char *err)
     if (cfg->dedup != NULL) {
         lane->dedup = sl_dedup_create(cfg->dedup);
     }
-    lane->sink_env = (sl_plugin_env_t){lane, &cfg->record, cfg->sink_name, id};
+    if (cfg->agg != NULL) {
+        lane->agg = sl_agg_create(cfg->agg, &cfg->record);
+    }
+    lane->sink_env = (sl_plugin_env_t){lane, cfg->out, cfg->sink_name, id};
     if (lane->sink->open(&lane->sink_ctx, sl_pipeline_sink_shared(pl), &lane->sink_env, err) != 0) {
         goto fail;
     }
@@ -1144,6 +1373,12 @@ void sl_lane_destroy(sl_lane_t *lane)
         }
         batch_release(lane->cur);
     }
+    if (lane->agg_out) {
+        for (size_t r = lane->agg_off; r < lane->agg_out->n; r++) {
+            rec_done(lane->agg_out, (uint32_t)r);
+        }
+        batch_release(lane->agg_out);
+    }
     if (lane->q) {
         rd_kafka_queue_destroy(lane->q);
     }
@@ -1165,6 +1400,8 @@ void sl_lane_destroy(sl_lane_t *lane)
     }
     pthread_mutex_destroy(&lane->mu);
     sl_dedup_destroy(lane->dedup);
+    sl_agg_destroy(lane->agg);
+    free(lane->agg_idx);
     free(lane);
 }
 

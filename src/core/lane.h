@@ -26,7 +26,8 @@ typedef struct sl_part {
     char *topic; /* owned */
     int32_t partition;
     sl_part_state_t state;
-    uint32_t gen; /* bumped on every revoke: results for older records are ignored */
+    uint32_t gen;  /* bumped on every revoke: results for older records are ignored */
+    uint32_t slot; /* index in the lane's partitions (aggregation pins by it) */
     sl_wm_t wm;
     int64_t stored; /* last offset handed to rd_kafka_offsets_store(), -1 none */
     int64_t end;    /* --until-end target, -1 unknown */

@@ -18,6 +18,10 @@ typedef struct sl_lane_metrics {
     atomic_uint_fast64_t invalid;       /* rejected by decode/validate or a transform step */
     atomic_uint_fast64_t filtered;      /* dropped by the filter (done, not dead-lettered) */
     atomic_uint_fast64_t duplicates;    /* dropped by dedup (done, not written) */
+    atomic_uint_fast64_t aggregated;    /* folded into aggregate groups (done) */
+    atomic_uint_fast64_t late;          /* late for their window (dead-lettered or dropped) */
+    atomic_uint_fast64_t agg_flushes;   /* aggregate flushes with rows */
+    atomic_int_fast64_t agg_keys;       /* aggregate groups held */
     atomic_uint_fast64_t sink_rejected; /* rejected by the sink (-> dead letter) */
     atomic_uint_fast64_t dead_lettered; /* acknowledged by the dead-letter path */
     atomic_uint_fast64_t out;           /* acknowledged by the sink */

@@ -349,6 +349,16 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
            "Records the filter dropped (done without a write).", NULL);
     PL_SUM(duplicates, "sluice_records_duplicate_total", "counter",
            "Records dedup dropped: their key was written within its ttl.", NULL);
+    if (pl->cfg->agg != NULL) {
+        PL_SUM(aggregated, "sluice_records_aggregated_total", "counter",
+               "Records folded into aggregate groups.", NULL);
+        PL_SUM(late, "sluice_records_late_total", "counter",
+               "Records whose aggregate window had closed (dead-lettered or dropped).", NULL);
+        PL_SUM(agg_flushes, "sluice_aggregate_flushes_total", "counter",
+               "Aggregate flushes that wrote rows.", NULL);
+        PL_SUM(agg_keys, "sluice_aggregate_groups", "gauge", "Aggregate groups held in memory.",
+               NULL);
+    }
     PL_SUM(dead_lettered, "sluice_records_dead_lettered_total", "counter",
            "Records acknowledged by the dead-letter path.", NULL);
     PL_SUM(out, "sluice_records_out_total", "counter", "Records acknowledged by the sink.",
@@ -474,7 +484,8 @@ static bool pl_at_end(sl_pipeline_t *pl)
 
 static void pl_summary(sl_pipeline_t *pl)
 {
-    uint64_t in = 0, valid = 0, invalid = 0, filtered = 0, dups = 0, dlq = 0, out = 0;
+    uint64_t in = 0, valid = 0, invalid = 0, filtered = 0, dups = 0, dlq = 0, out = 0, agg = 0,
+             late = 0;
     int64_t first = INT64_MAX, last = 0;
     for (int i = 0; i < pl->n_lanes; i++) {
         sl_lane_metrics_t *m = sl_lane_metrics(pl->lanes[i]);
@@ -490,6 +501,8 @@ static void pl_summary(sl_pipeline_t *pl)
         dups += SL_M_GET(m, duplicates);
         dlq += SL_M_GET(m, dead_lettered);
         out += SL_M_GET(m, out);
+        agg += SL_M_GET(m, aggregated);
+        late += SL_M_GET(m, late);
     }
     double secs = (double)(sl_now_ms() - pl->start_ms) / 1000.0;
     /* active: from the first record consumed to the last one acknowledged
@@ -497,12 +510,12 @@ static void pl_summary(sl_pipeline_t *pl)
     double active = last > first ? (double)(last - first) / 1e6 : 0.0;
     fprintf(stderr,
             "sluice: summary records=%llu valid=%llu invalid=%llu filtered=%llu duplicates=%llu "
-            "dead_lettered=%llu out=%llu elapsed=%.2fs rate=%.0f/s active=%.3fs "
-            "active_rate=%.0f/s\n",
+            "aggregated=%llu late=%llu dead_lettered=%llu out=%llu elapsed=%.2fs rate=%.0f/s "
+            "active=%.3fs active_rate=%.0f/s\n",
             (unsigned long long)in, (unsigned long long)valid, (unsigned long long)invalid,
-            (unsigned long long)filtered, (unsigned long long)dups, (unsigned long long)dlq,
-            (unsigned long long)out, secs, secs > 0 ? (double)in / secs : 0.0, active,
-            active > 0 ? (double)in / active : 0.0);
+            (unsigned long long)filtered, (unsigned long long)dups, (unsigned long long)agg,
+            (unsigned long long)late, (unsigned long long)dlq, (unsigned long long)out, secs,
+            secs > 0 ? (double)in / secs : 0.0, active, active > 0 ? (double)in / active : 0.0);
 }
 
 static void pl_stop_lanes(sl_pipeline_t *pl)
@@ -535,7 +548,7 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts)
         pl->n_lanes = (int)SL_MAX(1, SL_MIN(n, 64));
     }
 
-    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group, &cfg->record, cfg->path,
+    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group, cfg->out, cfg->path,
                                cfg->sink_node};
     if (cfg->sink->init(&pl->sink_shared, cfg->sink_opts, &info, err) != 0) {
         sl_log_error(cfg->sink_name, err, NULL);

@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "core/plugin.h"
 #include "core/schema.h"
+#include "stages/aggregate.h"
 #include "stages/dedup.h"
 #include "stages/stages.h"
 
@@ -52,6 +53,8 @@ typedef struct sl_config {
     sl_schema_t record;     /* what stages and the sink see: schema after transform */
     sl_stages_t *stages;    /* transform + filter, NULL: none */
     sl_dedup_conf_t *dedup; /* NULL: none */
+    sl_agg_conf_t *agg;     /* NULL: none */
+    const sl_schema_t *out; /* what the sink sees: &record, or the aggregate's rows */
     const sl_sink_plugin_t *sink;
     void *sink_opts;
     const sl_node_t *sink_node; /* the sink's option map, in doc */

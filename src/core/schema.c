@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 /* Longest string checked against a regex from a stack copy; longer ones are
  * copied to the heap (regexec() needs a NUL-terminated string). */
@@ -106,6 +107,33 @@ void sl_schema_finish(sl_schema_t *schema)
         }
         schema->slots[slot] = (int32_t)f;
     }
+}
+
+uint64_t sl_schema_hash(const sl_schema_t *schema, const sl_value_t *rec, const size_t *fields,
+                        size_t n, uint64_t seed)
+{
+    uint64_t h = seed;
+    for (size_t i = 0; i < n; i++) {
+        const sl_value_t *v = &rec[fields[i]];
+        sl_type_t t = schema->fields[fields[i]].type;
+        /* the type (or null) goes into the seed of each field's hash, the
+         * previous fields' hash too: typed and order-sensitive */
+        uint64_t s = h * UINT64_C(0x9E3779B97F4A7C15) + (v->is_null ? 0xffu : (uint64_t)t) + 1;
+        if (v->is_null) {
+            h = XXH3_64bits_withSeed(NULL, 0, s);
+        } else if (t == SL_TYPE_STRING) {
+            h = XXH3_64bits_withSeed(v->u.s.ptr, v->u.s.len, s);
+        } else if (t == SL_TYPE_DOUBLE) {
+            double d = v->u.d == 0.0 ? 0.0 : v->u.d; /* -0.0 and 0.0 are one key */
+            h = XXH3_64bits_withSeed(&d, sizeof(d), s);
+        } else if (t == SL_TYPE_BOOL) {
+            uint8_t b = v->u.b;
+            h = XXH3_64bits_withSeed(&b, 1, s);
+        } else {
+            h = XXH3_64bits_withSeed(&v->u.i, sizeof(v->u.i), s);
+        }
+    }
+    return h;
 }
 
 size_t sl_schema_add(sl_schema_t *schema, const char *name, sl_type_t type, int line)

@@ -60,6 +60,11 @@ int sl_schema_find(const sl_schema_t *schema, const char *name, size_t len);
  * e.g. a field a transform step computes. Does not rebuild the lookup
  * table: call sl_schema_finish() after adding. Returns its index. */
 size_t sl_schema_add(sl_schema_t *schema, const char *name, sl_type_t type, int line);
+/* A 64-bit hash of the fields fields[0..n) of record rec, typed (1 and "1"
+ * differ, as do null and absent-from-the-list) and seeded (seed 0 is
+ * fine). For in-memory keys only: not stable across versions. */
+uint64_t sl_schema_hash(const sl_schema_t *schema, const sl_value_t *rec, const size_t *fields,
+                        size_t n, uint64_t seed);
 /* Frees the schema's contents (not the struct itself). NULL is a no-op. */
 void sl_schema_free(sl_schema_t *schema);
 

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "util/buf.h"
@@ -89,37 +88,7 @@ uint64_t sl_dedup_key(const sl_dedup_conf_t *c, const sl_schema_t *record, const
     if (c->n_key_fields == 0) {
         return XXH3_64bits(payload, len);
     }
-    XXH3_state_t st;
-    XXH3_64bits_reset(&st);
-    for (size_t i = 0; i < c->n_key_fields; i++) {
-        size_t f = c->key_fields[i];
-        const sl_value_t *v = &rec[f];
-        uint8_t tag = v->is_null ? 0xff : (uint8_t)record->fields[f].type;
-        XXH3_64bits_update(&st, &tag, 1);
-        if (v->is_null) {
-            continue;
-        }
-        switch (record->fields[f].type) {
-        case SL_TYPE_STRING: {
-            uint64_t n = v->u.s.len;
-            XXH3_64bits_update(&st, &n, sizeof(n));
-            XXH3_64bits_update(&st, v->u.s.ptr, v->u.s.len);
-            break;
-        }
-        case SL_TYPE_DOUBLE:
-            XXH3_64bits_update(&st, &v->u.d, sizeof(v->u.d));
-            break;
-        case SL_TYPE_BOOL: {
-            uint8_t b = v->u.b;
-            XXH3_64bits_update(&st, &b, 1);
-            break;
-        }
-        default:
-            XXH3_64bits_update(&st, &v->u.i, sizeof(v->u.i));
-            break;
-        }
-    }
-    return XXH3_64bits_digest(&st);
+    return sl_schema_hash(record, rec, c->key_fields, c->n_key_fields, 0);
 }
 
 /* ---- state -------------------------------------------------------------------------------- */

@@ -709,23 +709,6 @@ static const struct {
     int64_t us;
 } ex_units[] = {{"minute", EX_US_PER_MIN}, {"hour", EX_US_PER_HOUR}, {"day", EX_US_PER_DAY}};
 
-/* The UTC instant of the local time lt in tz, for a local time at or before
- * the instant ts whose offset was off. In an overlap (clocks set back) the
- * candidate with ts's offset wins; in a gap (clocks set forward) the result
- * is the end of the gap, the first instant of the truncated unit. */
-static int64_t ex_utc_of_local(const sl_tz_t *tz, int64_t lt, int64_t ts, int32_t off)
-{
-    int64_t u1 = lt - (int64_t)off * EX_US_PER_S;
-    int32_t o1 = sl_tz_offset(tz, ex_floor_div(u1, EX_US_PER_S));
-    if (o1 == off) {
-        return u1;
-    }
-    int64_t u2 = lt - (int64_t)o1 * EX_US_PER_S;
-    int32_t o2 = sl_tz_offset(tz, ex_floor_div(u2, EX_US_PER_S));
-    int64_t r = o2 == o1 ? u2 : lt - (int64_t)SL_MIN(off, o1) * EX_US_PER_S;
-    return r <= ts ? r : u1; /* u1 <= ts always: lt <= ts + off */
-}
-
 static int exf_date_trunc(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
 {
     int64_t utc, local;
@@ -733,10 +716,7 @@ static int exf_date_trunc(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
     if (rc != 0) {
         return rc < 0 ? -1 : 0;
     }
-    int64_t lt = local - ex_floor_mod(local, ex_units[n->cmp].us), r = lt;
-    if (n->u.tz != NULL) {
-        r = ex_utc_of_local(n->u.tz, lt, utc, (int32_t)((local - utc) / EX_US_PER_S));
-    }
+    int64_t r = sl_tz_trunc_us(n->u.tz, utc, ex_units[n->cmp].us);
     if (r < SL_TIMESTAMP_MIN_US || r > SL_TIMESTAMP_MAX_US) {
         return ex_fail(c, n, "the result is outside 0001-01-01..9999-12-31");
     }

@@ -110,6 +110,12 @@ static int tz_isalpha(int c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
+static int64_t tz_floor_mod(int64_t a, int64_t b)
+{
+    int64_t m = a % b;
+    return (m != 0 && (m < 0) != (b < 0)) ? m + b : m;
+}
+
 /* ---- calendar arithmetic (proleptic Gregorian, days since 1970-01-01) ---- */
 
 static int64_t tz_floor_div(int64_t a, int64_t b)
@@ -790,4 +796,33 @@ int32_t sl_tz_offset(const sl_tz_t *tz, int64_t t)
 const char *sl_tz_name(const sl_tz_t *tz)
 {
     return tz->name;
+}
+
+#define TZ_US_PER_S INT64_C(1000000)
+
+/* The UTC instant of the local time lt in tz, for a local time at or before
+ * the instant ts whose offset was off. In an overlap (clocks set back) the
+ * candidate with ts's offset wins; in a gap (clocks set forward) the result
+ * is the end of the gap, the first instant of the truncated unit. */
+static int64_t tz_utc_of_local(const sl_tz_t *tz, int64_t lt, int64_t ts, int32_t off)
+{
+    int64_t u1 = lt - (int64_t)off * TZ_US_PER_S;
+    int32_t o1 = sl_tz_offset(tz, tz_floor_div(u1, TZ_US_PER_S));
+    if (o1 == off) {
+        return u1;
+    }
+    int64_t u2 = lt - (int64_t)o1 * TZ_US_PER_S;
+    int32_t o2 = sl_tz_offset(tz, tz_floor_div(u2, TZ_US_PER_S));
+    int64_t r = o2 == o1 ? u2 : lt - (int64_t)SL_MIN(off, o1) * TZ_US_PER_S;
+    return r <= ts ? r : u1; /* u1 <= ts always: lt <= ts + off */
+}
+
+int64_t sl_tz_trunc_us(const sl_tz_t *tz, int64_t ts_us, int64_t unit_us)
+{
+    if (tz == NULL) {
+        return ts_us - tz_floor_mod(ts_us, unit_us);
+    }
+    int32_t off = sl_tz_offset(tz, tz_floor_div(ts_us, TZ_US_PER_S));
+    int64_t local = ts_us + (int64_t)off * TZ_US_PER_S;
+    return tz_utc_of_local(tz, local - tz_floor_mod(local, unit_us), ts_us, off);
 }

@@ -34,6 +34,14 @@ sl_tz_t *sl_tz_parse(const char *name, const uint8_t *data, size_t len, char *er
  * "CET-1CEST,M3.5.0,M10.5.0/3"; without a footer the last transition's
  * type stays). Always within +-26 hours. Thread-safe. */
 int32_t sl_tz_offset(const sl_tz_t *tz, int64_t t);
+/* The first instant (microseconds since the epoch) of the interval of
+ * unit_us (a minute, an hour, a day, or any length dividing a day; > 0)
+ * that contains ts_us on the clocks of tz (NULL: UTC, then any unit), e.g.
+ * local midnight for a day. In a fold (clocks set back, a local time happens
+ * twice) the occurrence at or before ts_us wins; in a gap (clocks set
+ * forward) the interval starts at the end of the gap. ts_us must be within
+ * +-2^62. Thread-safe. */
+int64_t sl_tz_trunc_us(const sl_tz_t *tz, int64_t ts_us, int64_t unit_us);
 /* The zone's name as given to sl_tz_load (owned by tz). */
 const char *sl_tz_name(const sl_tz_t *tz);
 /* NULL is a no-op. */
