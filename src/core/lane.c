@@ -298,6 +298,36 @@ static bool lane_agg_busy(const sl_lane_t *lane)
            (sl_agg_dirty(lane->agg) || sl_agg_flushing(lane->agg) || lane->agg_rows > 0);
 }
 
+/* Commits this lane's committable offsets now, synchronously (one round
+ * trip, on the lane thread). After an aggregate flush is written: the next
+ * flush starts only once the offsets folded into this one are committed, so
+ * a crash replays at most one flush's worth of written data (the one in
+ * flight). A failure (e.g. a rebalance) is logged: the periodic commit
+ * catches up. */
+static void lane_commit_now(sl_lane_t *lane)
+{
+    lane_store_offsets(lane);
+    rd_kafka_topic_partition_list_t *l = NULL;
+    for (size_t i = 0; i < lane->n_parts; i++) {
+        sl_part_t *p = lane->parts[i];
+        if (p->state != SL_PART_IDLE && p->stored >= 0) {
+            if (l == NULL) {
+                l = rd_kafka_topic_partition_list_new((int)lane->n_parts);
+            }
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->stored;
+        }
+    }
+    if (l == NULL) {
+        return;
+    }
+    rd_kafka_resp_err_t err = rd_kafka_commit(lane->rk, l, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        sl_log_debug(lane->name, "commit after an aggregate flush failed", "error=\"%s\"",
+                     rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void lane_update_at_end(sl_lane_t *lane)
 {
     /* open windows of absolute mode keep their pins: the offsets stored at
@@ -366,7 +396,11 @@ static void batch_release(sl_batch_t *b)
             /* every row of the flush is written or dead-lettered: the offsets
              * of the records folded into it may be committed */
             sl_agg_flush_done(lane->agg);
-            lane->store_dirty = true;
+            if (lane->stopping || lane->quit || lane->revoke_req != NULL) {
+                lane->store_dirty = true; /* the stop or revoke commits them */
+            } else {
+                lane_commit_now(lane);
+            }
         } else {
             sl_metrics_observe_latency(&lane->m, now - b->created_us);
         }

@@ -74,17 +74,17 @@ static const sl_option_t ag_win_options[] = {
 static const sl_option_table_t ag_table = {
     "aggregate", "Group records and fold them into counts, sums, minima, maxima or last values.",
     ag_options, SL_ARRAY_LEN(ag_options)};
-static const sl_option_table_t ag_win_table = {
-    "aggregate.window", "A tumbling window on an event-time field.", ag_win_options,
-    SL_ARRAY_LEN(ag_win_options)};
+static const sl_option_table_t ag_win_table = {"aggregate.window",
+                                               "A tumbling window on an event-time field.",
+                                               ag_win_options, SL_ARRAY_LEN(ag_win_options)};
 
 const sl_option_table_t *sl_agg_option_tables[] = {&ag_table, &ag_win_table, NULL};
 
 static const char *const ag_fn_names[] = {"count", "sum", "min", "max", "last"};
 
 /* Parses "fn(field)" / "count()" (spaces allowed around the parts). */
-static int ag_parse_spec(const char *text, const sl_schema_t *record, sl_agg_spec_t *out,
-                         char *why, size_t whylen)
+static int ag_parse_spec(const char *text, const sl_schema_t *record, sl_agg_spec_t *out, char *why,
+                         size_t whylen)
 {
     const char *p = text;
     while (*p == ' ') {
@@ -130,8 +130,8 @@ static int ag_parse_spec(const char *text, const sl_schema_t *record, sl_agg_spe
     out->field = SIZE_MAX;
     if (arg == arg_end) {
         if (fn != SL_AGG_FN_COUNT) {
-            snprintf(why, whylen, "'%s': %s() needs a field, e.g. %s(views)", text,
-                     ag_fn_names[fn], ag_fn_names[fn]);
+            snprintf(why, whylen, "'%s': %s() needs a field, e.g. %s(views)", text, ag_fn_names[fn],
+                     ag_fn_names[fn]);
             return -1;
         }
         out->type = SL_TYPE_INT64;
@@ -222,8 +222,8 @@ static void ag_conf_window(const sl_node_t *wn, const char *file, const sl_schem
 }
 
 /* Adds output field name (checks it is new). */
-static void ag_out_add(sl_agg_conf_t *c, const char *name, sl_type_t t, const char *file,
-                       int line, sl_errors_t *errs, int *bad)
+static void ag_out_add(sl_agg_conf_t *c, const char *name, sl_type_t t, const char *file, int line,
+                       sl_errors_t *errs, int *bad)
 {
     if (sl_schema_find(&c->out, name, strlen(name)) >= 0) {
         sl_errors_add(errs, file, line, 0,
@@ -237,8 +237,8 @@ static void ag_out_add(sl_agg_conf_t *c, const char *name, sl_type_t t, const ch
     sl_schema_finish(&c->out);
 }
 
-sl_agg_conf_t *sl_agg_conf_parse(const sl_node_t *node, const char *file,
-                                 const sl_schema_t *record, sl_errors_t *errs, int *bad)
+sl_agg_conf_t *sl_agg_conf_parse(const sl_node_t *node, const char *file, const sl_schema_t *record,
+                                 sl_errors_t *errs, int *bad)
 {
     if (node == NULL) {
         return NULL;
@@ -372,9 +372,9 @@ typedef struct ag_hold {
 struct sl_agg {
     const sl_agg_conf_t *c;
     const sl_schema_t *record;
-    size_t n_vals; /* n_group + n_specs */
-    ag_entry_t **tab; /* open addressing, NULL empty */
-    size_t cap;       /* power of two */
+    size_t n_vals;     /* n_group + n_specs */
+    ag_entry_t **tab;  /* open addressing, NULL empty */
+    size_t cap;        /* power of two */
     ag_entry_t **list; /* every entry, for flushes */
     size_t n, cap_list;
     size_t n_dirty;
@@ -384,8 +384,8 @@ struct sl_agg {
     bool flushing;
     int64_t dirty_since_ms; /* when data first waited for a flush (0: none) */
     int64_t now_ms, wall_us;
-    int64_t stream_us;    /* highest event time folded (AG_NO_TIME: none) */
-    int64_t closed_us;    /* absolute: windows ending at or before this were closed early */
+    int64_t stream_us;        /* highest event time folded (AG_NO_TIME: none) */
+    int64_t closed_us;        /* absolute: windows ending at or before this were closed early */
     int64_t cw_start, cw_end; /* window of the last record (cache) */
 };
 
@@ -605,8 +605,8 @@ static void ag_tab_rebuild(sl_agg_t *a, size_t cap)
 
 /* A new entry for rec's group in window [wstart, wend): group strings are
  * copied in, accumulators start empty (count at 0). */
-static ag_entry_t *ag_entry_new(sl_agg_t *a, const sl_value_t *rec, uint64_t hash,
-                                int64_t wstart, int64_t wend, uint32_t slot)
+static ag_entry_t *ag_entry_new(sl_agg_t *a, const sl_value_t *rec, uint64_t hash, int64_t wstart,
+                                int64_t wend, uint32_t slot)
 {
     size_t strbytes = 0;
     for (size_t i = 0; i < a->c->n_group; i++) {
@@ -687,8 +687,7 @@ static void ag_set(sl_value_t *acc, const sl_value_t *x, sl_type_t t)
 }
 
 /* Checks that rec can be folded into e: sums must not overflow. */
-static int ag_check(const sl_agg_t *a, const ag_entry_t *e, const sl_value_t *rec,
-                    sl_reason_t *why)
+static int ag_check(const sl_agg_t *a, const ag_entry_t *e, const sl_value_t *rec, sl_reason_t *why)
 {
     for (size_t i = 0; i < a->c->n_specs; i++) {
         const sl_agg_spec_t *s = &a->c->specs[i];
@@ -697,8 +696,8 @@ static int ag_check(const sl_agg_t *a, const ag_entry_t *e, const sl_value_t *re
         if (s->fn == SL_AGG_FN_SUM && s->type == SL_TYPE_INT64 && !acc->is_null &&
             !rec[s->field].is_null && __builtin_add_overflow(acc->u.i, rec[s->field].u.i, &r)) {
             snprintf(why->text, sizeof(why->text),
-                     "aggregate: sum of '%s' would overflow int64 (total %" PRId64 ", adding %" PRId64
-                     ")",
+                     "aggregate: sum of '%s' would overflow int64 (total %" PRId64
+                     ", adding %" PRId64 ")",
                      a->record->fields[s->field].name, acc->u.i, rec[s->field].u.i);
             return -1;
         }
@@ -725,8 +724,8 @@ static void ag_fold(const sl_agg_t *a, ag_entry_t *e, const sl_value_t *rec)
             break;
         case SL_AGG_FN_SUM:
             if (s->type == SL_TYPE_DOUBLE) {
-                double d = a->record->fields[s->field].type == SL_TYPE_DOUBLE ? x->u.d
-                                                                               : (double)x->u.i;
+                double d =
+                    a->record->fields[s->field].type == SL_TYPE_DOUBLE ? x->u.d : (double)x->u.i;
                 acc->u.d = acc->is_null ? d : acc->u.d + d;
             } else {
                 acc->u.i = acc->is_null ? x->u.i : acc->u.i + x->u.i;
@@ -771,9 +770,9 @@ static int ag_window(sl_agg_t *a, int64_t t, int64_t *wstart, int64_t *wend)
     int64_t s = sl_tz_trunc_us(a->c->tz, t, a->c->size_us);
     /* the next window starts at the local boundary after this one: half a
      * window on, a 23- or 25-hour day still lands in the next day */
-    int64_t e = a->c->tz ? sl_tz_trunc_us(a->c->tz, s + a->c->size_us + a->c->size_us / 2,
-                                          a->c->size_us)
-                         : s + a->c->size_us;
+    int64_t e = a->c->tz
+                    ? sl_tz_trunc_us(a->c->tz, s + a->c->size_us + a->c->size_us / 2, a->c->size_us)
+                    : s + a->c->size_us;
     a->cw_start = *wstart = s;
     a->cw_end = *wend = e;
     return 0;

@@ -24,7 +24,13 @@
 #include "util/arena.h"
 #include "util/tz.h"
 
-typedef enum { SL_AGG_FN_COUNT = 0, SL_AGG_FN_SUM, SL_AGG_FN_MIN, SL_AGG_FN_MAX, SL_AGG_FN_LAST } sl_agg_fn_t;
+typedef enum {
+    SL_AGG_FN_COUNT = 0,
+    SL_AGG_FN_SUM,
+    SL_AGG_FN_MIN,
+    SL_AGG_FN_MAX,
+    SL_AGG_FN_LAST
+} sl_agg_fn_t;
 
 typedef enum { SL_AGG_DELTA = 0, SL_AGG_ABSOLUTE } sl_agg_mode_t;
 typedef enum { SL_AGG_LATE_DEAD_LETTER = 0, SL_AGG_LATE_DROP } sl_agg_late_t;
@@ -60,8 +66,8 @@ typedef struct sl_agg_conf {
 /* Parses `aggregate: {group_by, window, compute, output, flush_interval,
  * max_keys}` against record (the fields after transform). Errors go to errs
  * with file:line:col. Returns NULL on error (*bad set) or when node is NULL. */
-sl_agg_conf_t *sl_agg_conf_parse(const sl_node_t *node, const char *file,
-                                 const sl_schema_t *record, sl_errors_t *errs, int *bad);
+sl_agg_conf_t *sl_agg_conf_parse(const sl_node_t *node, const char *file, const sl_schema_t *record,
+                                 sl_errors_t *errs, int *bad);
 void sl_agg_conf_destroy(sl_agg_conf_t *c);
 /* The option tables of `aggregate` and `aggregate.window`, NULL-terminated
  * (for docs/CONFIG.md). */

@@ -145,7 +145,7 @@ TEST(delta_sums_and_pins_released_when_written)
     CHECK(r1 != NULL && r1[1].u.i == 9 && r1[2].u.i == 3 && r1[3].u.i == 2);
     CHECK(sl_agg_flushing(fx.agg));
     CHECK(!sl_agg_dirty(fx.agg));
-    CHECK_INT(sl_agg_keys(fx.agg), 0); /* delta: the state restarts empty */
+    CHECK_INT(sl_agg_keys(fx.agg), 0);               /* delta: the state restarts empty */
     CHECK(!sl_agg_flush_due(fx.agg, 1000000, true)); /* one flush at a time */
     /* the flush is not written yet: its offsets stay pinned */
     CHECK_INT(sl_agg_pinned(fx.agg, 0, 0), 10);
@@ -258,7 +258,7 @@ TEST(day_windows_follow_local_midnight_across_dst)
     /* 2024-03-31 in Paris has 23 hours: 2024-03-30T23:00Z .. 2024-03-31T22:00Z */
     int64_t mar_lo = MAR31 - HOUR, mar_hi = MAR31 + 22 * HOUR;
     sl_agg_set_clock(fx.agg, 1000, OCT27 + 48 * HOUR);
-    int64_t ts[] = {oct_lo,     oct_hi - 1, oct_lo - 1, oct_hi, mar_lo,
+    int64_t ts[] = {oct_lo,     oct_hi - 1, oct_lo - 1, oct_hi,           mar_lo,
                     mar_hi - 1, mar_lo - 1, mar_hi,     OCT27 + 12 * HOUR};
     for (size_t i = 0; i < SL_ARRAY_LEN(ts); i++) {
         /* March is months behind stream time (October): late */
@@ -320,8 +320,7 @@ TEST(late_records_and_grace)
     CHECK_INT(add(&fx, (in_t){1, NULL, 0, 0, NO_TS}, 0, 5, &why), SL_AGG_REJECT);
     CHECK_CONTAINS(why.text, "event time field 'ts' is null");
     /* far ahead of the wall clock (max_future 1h by default) */
-    CHECK_INT(add(&fx, (in_t){1, NULL, 0, 0, t0 + 70 * m + HOUR + 1}, 0, 6, &why),
-              SL_AGG_REJECT);
+    CHECK_INT(add(&fx, (in_t){1, NULL, 0, 0, t0 + 70 * m + HOUR + 1}, 0, 6, &why), SL_AGG_REJECT);
     CHECK_CONTAINS(why.text, "max_future");
     CHECK_INT(add(&fx, (in_t){1, NULL, 0, 0, t0 + 70 * m + HOUR}, 0, 7, &why), SL_AGG_TAKEN);
     fx_free(&fx);
@@ -478,7 +477,8 @@ TEST(config_errors_name_the_line)
         {"  group_by: [site]\n  compute: {v: sum()}\n", "sum() needs a field"},
         {"  group_by: [sitex]\n  compute: {n: count()}\n",
          "p.yaml:8:13: aggregate.group_by: no field 'sitex'"},
-        {"  group_by: [site]\n  compute: {site: count()}\n", "output field 'site' is defined twice"},
+        {"  group_by: [site]\n  compute: {site: count()}\n",
+         "output field 'site' is defined twice"},
         {"  group_by: [site]\n  compute: {n: count()}\n  window: {field: views, size: 1h}\n",
          "p.yaml:10:19: aggregate.window: field 'views' is int64, the event time must be a "
          "timestamp"},
@@ -489,7 +489,8 @@ TEST(config_errors_name_the_line)
          "  window: {field: ts, size: 1h, time_zone: Mars/Olympus}\n",
          "unknown time zone 'Mars/Olympus'"},
         {"  group_by: [site]\n  compute: {n: count()}\n  windw: {}\n", "unknown"},
-        {"  group_by: [site]\n  compute: {n: count()}\n  window: {field: ts, size: 1h, lat: drop}\n",
+        {"  group_by: [site]\n  compute: {n: count()}\n  window: {field: ts, size: 1h, lat: "
+         "drop}\n",
          "unknown"},
         {"  group_by: [site]\n  compute: {}\n", "compute is empty"},
     };

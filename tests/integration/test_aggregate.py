@@ -1,0 +1,323 @@
+"""aggregate end to end: dev broker -> sluice -> the CQL test node.
+
+  site      sluice-gen site events (1,000 groups) into the site_stats counter
+            table twice: one counter update per message, and through
+            `aggregate` (delta). Both give exactly the totals sluice-gen
+            computed; the aggregated run writes at least 10x fewer rows
+            (node stats); every offset is committed; invalid input is
+            dead-lettered and not counted.
+  kill      sluice killed (-9) in the middle of aggregation (one partition,
+            one lane, max_keys 300, the node slowed so flushes take time),
+            then restarted to the end: no group is below its true total,
+            and the events counted twice are at most one flush's records
+            (the largest flush, computed from the produced order).
+  adstats   the ad-statistics job: filter (no owner actions, ad_id present)
+            + dedup (event_id) + a daily count by (ad, Paris day, action)
+            with a 2 h grace, over a stream crossing the 2024-10-27 DST
+            change, with duplicates, filtered and late events. The counters
+            equal a count computed independently here, event by event; the
+            late events are dead-lettered with reason "late: ..." and counted
+            in the summary."""
+
+import collections
+import datetime
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import zoneinfo
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import sluicetest as st  # noqa: E402
+import test_cassandra_sink as cs  # noqa: E402
+
+SCHEMA_CQL = """
+CREATE KEYSPACE stats WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};
+CREATE TABLE stats.site_stats (date date, site_id int, views counter, clicks counter,
+    PRIMARY KEY ((date, site_id)));
+CREATE TABLE stats.site_events (date date, site_id int, events counter, views counter,
+    PRIMARY KEY ((date, site_id)));
+CREATE TABLE stats.ad_stats (ad_id bigint, day date, action text, n counter,
+    PRIMARY KEY ((ad_id, day), action));
+"""
+
+
+def node(tmp, name):
+    path = os.path.join(tmp, name + ".cql")
+    with open(path, "w") as f:
+        f.write(SCHEMA_CQL)
+    return cs.Node(tmp, name, harness.free_port(), path)
+
+
+def sc_site(c, tmp, broker):
+    N, M = 60000, 40
+    exp = os.path.join(tmp, "site.expected")
+    gen = harness.run_gen(broker.bootstrap, "site", count=N, invalid=M, seed=5,
+                          expected_file=exp, extra=["--sites", "100", "--days", "10"])
+    c.check(gen["valid"] == N and gen["invalid"] == M, "site: generator produced N + M")
+    want = cs.expected_totals(exp)
+    runs = {}
+    for label, agg in (("plain", ""), ("aggregated", """aggregate:
+  group_by: [date, site_id]
+  compute: {views: sum(views), clicks: sum(clicks)}
+  flush_interval: 500ms
+""")):
+        n = node(tmp, "site-" + label)
+        try:
+            dlq = os.path.join(tmp, f"site-{label}.dlq")
+            cfg = cs.pipeline(tmp, "site-" + label, broker.bootstrap, "site", "site-" + label,
+                              st.SITE_SCHEMA + agg, cs.sink_yaml(n.port, "stats", cs.COUNTER_STMT),
+                              dlq)
+            with st.Sluice(cfg, tmp, name="sluice-site-" + label, until_end=True) as s:
+                rc = s.wait(120)
+            c.check(rc == 0, f"site ({label}): --until-end exits 0", s.stderr()[-2000:])
+            tables, stats = n.dump()
+            got = cs.counter_totals(tables)
+            c.check(got == want, f"site ({label}): per (date, site_id) totals are exact",
+                    cs.totals_diff(want, got))
+            c.check(len(cs.read_dlq(dlq)) == M, f"site ({label}): exactly M dead letters")
+            ends = harness.watermarks(broker.bootstrap, "site")
+            c.check(harness.committed(broker.bootstrap, "site-" + label, "site")
+                    == {p: hi for p, (lo, hi) in ends.items()},
+                    f"site ({label}): every offset committed")
+            runs[label] = stats["rows_written"] if stats else None
+            if agg:
+                c.check(f"aggregated={N} " in s.stderr(), "site: the summary counts the folded "
+                        "records", s.stderr().strip().splitlines()[-1:])
+        finally:
+            n.close()
+    print(f"site: rows written without / with aggregate: {runs}", flush=True)
+    c.check(runs.get("plain") == N, "site: without aggregate, one write per message", runs)
+    c.check(runs.get("aggregated") is not None and runs["aggregated"] * 10 <= N,
+            "site: with aggregate, at least 10x fewer writes", runs)
+
+
+KILL_N, KILL_KEYS, KILL_MAX_KEYS = 30000, 1200, 300
+
+
+def kill_events():
+    rnd = random.Random(11)
+    return [{"date": f"2017-02-0{1 + rnd.randrange(3)}", "site_id": rnd.randrange(KILL_KEYS // 3),
+             "views": rnd.randrange(1, 9), "clicks": 0} for _ in range(KILL_N)]
+
+
+def largest_flush(events, max_keys):
+    """Records in the largest flush one lane makes of one partition in this
+    order, when flushes happen only because max_keys is reached."""
+    keys, count, largest = set(), 0, 0
+    for e in events:
+        k = (e["date"], e["site_id"])
+        if k not in keys and len(keys) == max_keys:
+            largest = max(largest, count)
+            keys, count = set(), 0
+        keys.add(k)
+        count += 1
+    return max(largest, count)
+
+
+def sc_kill(c, tmp, broker):
+    events = kill_events()
+    harness.kcat_produce(broker.bootstrap, "kill", [(str(e["site_id"]), json.dumps(e))
+                                                    for e in events], delim="\t")
+    want = collections.Counter()
+    for e in events:
+        want[(e["date"], e["site_id"])] += 1
+    n = node(tmp, "kill-node")
+    try:
+        n.control("delay 10")  # each flush takes a while: the kill lands inside one
+        stmt = ("UPDATE site_events SET events = events + :events, views = views + :views "
+                "WHERE date = :date AND site_id = :site_id")
+        cfg = cs.pipeline(tmp, "kill", broker.bootstrap, "kill", "kill", st.SITE_SCHEMA + f"""
+aggregate:
+  group_by: [date, site_id]
+  compute: {{events: count(), views: sum(views)}}
+  flush_interval: 1h
+  max_keys: {KILL_MAX_KEYS}
+""", cs.sink_yaml(n.port, "stats", stmt), os.path.join(tmp, "kill.dlq"), runtime="{lanes: 1}")
+
+        def written():
+            stats = n.dump()[1]
+            return stats["rows_written"] if stats else 0
+        with st.Sluice(cfg, tmp, name="sluice-kill-1") as s:
+            harness.wait_until(lambda: written() >= 3000 or not s.running(), 60,
+                               "3000 rows written")
+            c.check(s.running(), "kill: sluice still runs when killed", s.stderr()[-1500:])
+            s.send_signal(signal.SIGKILL)
+            s.wait(10)
+        before = sum(r["events"] for r in n.dump()[0].get("site_events", []))
+        c.check(0 < before < KILL_N, f"kill: killed mid-stream ({before} of {KILL_N} counted)")
+        n.control("delay 0")
+        with st.Sluice(cfg, tmp, name="sluice-kill-2", until_end=True) as s:
+            rc = s.wait(120)
+        c.check(rc == 0, "kill: the restarted run exits 0 at the end", s.stderr()[-2000:])
+        got = {(cs.iso_date(r["date"]), r["site_id"]): r["events"]
+               for r in n.dump()[0].get("site_events", [])}
+        short = [k for k in want if got.get(k, 0) < want[k]]
+        c.check(not short, "kill: no group below its true total (nothing lost)",
+                [(k, got.get(k), want[k]) for k in short[:5]])
+        excess = sum(got.values()) - KILL_N
+        bound = largest_flush(events, KILL_MAX_KEYS)
+        print(f"kill: {before} events counted when killed, {excess} counted twice in the end, "
+              f"largest flush {bound}", flush=True)
+        c.check(0 <= excess <= bound,
+                f"kill: events counted twice ({excess}) are at most one flush ({bound})")
+    finally:
+        n.close()
+
+
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+GRACE = datetime.timedelta(hours=2)
+
+
+def paris_day(ts):
+    return ts.astimezone(PARIS).date()
+
+
+def paris_day_end(ts):
+    """The UTC instant the Paris day containing ts ends (next local midnight)."""
+    d = paris_day(ts) + datetime.timedelta(days=1)
+    return datetime.datetime(d.year, d.month, d.day, tzinfo=PARIS).astimezone(datetime.timezone.utc)
+
+
+def ad_stream():
+    """[(event dict, kind)] in produce order; kind: ok, owner, noad, dup, late."""
+    rnd = random.Random(3)
+    t = datetime.datetime(2024, 10, 26, 12, 0, tzinfo=datetime.timezone.utc)
+    out, sent = [], []
+    for i in range(6000):
+        t += datetime.timedelta(seconds=rnd.randrange(0, 50))  # ~2.9 days in all
+        ts = t - datetime.timedelta(minutes=rnd.randrange(0, 90))  # out of order, within grace
+        kind = "ok"
+        r = rnd.random()
+        if r < 0.03 and i > 500:
+            ts = t - datetime.timedelta(hours=30)  # its day closed long ago
+            kind = "late"
+        owner, user = rnd.randrange(20), rnd.randrange(20)
+        ev = {"event_id": f"ev{i:06d}", "ad_id": rnd.randrange(12), "owner_id": owner,
+              "user_id": user, "action": rnd.choice(["view", "view", "view", "click", "like"]),
+              "ts": ts.isoformat().replace("+00:00", "Z")}
+        if r > 0.97:
+            del ev["ad_id"]
+        out.append(ev)
+        if kind == "ok" and rnd.random() < 0.1:
+            sent.append(ev)
+        if sent and rnd.random() < 0.08:
+            out.append(dict(sent.pop(rnd.randrange(len(sent)))))  # a copy, later
+    return out
+
+
+def ad_expected(stream):
+    """Mirrors the pipeline's semantics: filter, dedup by event_id, then the
+    window of the Paris day, late once stream time passed its end + grace."""
+    counts, late, filtered, dups = collections.Counter(), 0, 0, 0
+    seen, stream_time = set(), None
+    for ev in stream:
+        if ev.get("ad_id") is None or ev["user_id"] == ev["owner_id"]:
+            filtered += 1
+            continue
+        if ev["event_id"] in seen:
+            dups += 1
+            continue
+        ts = datetime.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00"))
+        if stream_time is not None and paris_day_end(ts) <= stream_time - GRACE:
+            late += 1
+            seen.add(ev["event_id"])  # dead-lettered copies are not written: see below
+            continue
+        seen.add(ev["event_id"])
+        stream_time = ts if stream_time is None else max(stream_time, ts)
+        counts[(ev["ad_id"], paris_day(ts).isoformat(), ev["action"])] += 1
+    return counts, late, filtered, dups
+
+
+ADS_SCHEMA = """schema:
+  event_id: {type: string, required: true}
+  ad_id:    {type: int64}
+  owner_id: {type: int64, required: true}
+  user_id:  {type: int64, required: true}
+  action:   {type: string, required: true}
+  ts:       {type: timestamp, required: true}
+transform:
+  - set: {day: "date(ts, 'Europe/Paris')"}
+filter: "user_id != owner_id && ad_id != null"
+dedup: {key: [event_id], max_keys: 100000, ttl: 10m}
+aggregate:
+  group_by: [ad_id, day, action]
+  window: {field: ts, size: 1d, time_zone: Europe/Paris, grace: 2h, late: dead_letter}
+  compute: {n: count()}
+  flush_interval: 300ms
+"""
+
+
+def sc_adstats(c, tmp, broker):
+    stream = ad_stream()
+    # late events are never copied, so no copy of a dead-lettered first copy
+    # reaches the window (which would be dead-lettered as late too)
+    want, late, filtered, dups = ad_expected(stream)
+    c.check(late > 50 and dups > 100 and filtered > 100,
+            f"adstats: the stream has late ({late}), duplicate ({dups}) and filtered "
+            f"({filtered}) events")
+    harness.kcat_produce(broker.bootstrap, "ads", [(e["event_id"], json.dumps(e)) for e in stream],
+                         delim="\t")
+    n = node(tmp, "ads-node")
+    try:
+        dlq = os.path.join(tmp, "ads.dlq")
+        stmt = ("UPDATE ad_stats SET n = n + :n WHERE ad_id = :ad_id AND day = :day AND "
+                "action = :action")
+        cfg = cs.pipeline(tmp, "ads", broker.bootstrap, "ads", "ads", ADS_SCHEMA,
+                          cs.sink_yaml(n.port, "stats", stmt), dlq)
+        with st.Sluice(cfg, tmp, name="sluice-ads", until_end=True) as s:
+            rc = s.wait(120)
+        err = s.stderr()
+        c.check(rc == 0, "adstats: --until-end exits 0", err[-2000:])
+        got = {(r["ad_id"], cs.iso_date(r["day"]), r["action"]): r["n"]
+               for r in n.dump()[0].get("ad_stats", [])}
+        bad = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        c.check(not bad, f"adstats: the counts of all {len(want)} (ad, day, action) groups are "
+                "exact", [(k, want.get(k), got.get(k)) for k in bad[:5]])
+        days = sorted({k[1] for k in want})
+        c.check("2024-10-27" in days, "adstats: the stream crosses the 25-hour Paris day", days)
+        entries = cs.read_dlq(dlq)
+        c.check(len(entries) == late and all(e["reason"].startswith("late: ") for e in entries),
+                f"adstats: the {late} late events are dead-lettered as late",
+                [e.get("reason") for e in entries[:3]])
+        c.check(f"late={late} " in err and f"filtered={filtered} " in err
+                and f"duplicates={dups} " in err, "adstats: the summary counts them",
+                err.strip().splitlines()[-1:])
+    finally:
+        n.close()
+
+
+SCENARIOS = [sc_site, sc_kill, sc_adstats]
+
+
+def test(c):
+    tmp = tempfile.mkdtemp(prefix="sluice-aggregate-")
+    only = os.environ.get("AGG_ONLY")
+    with harness.DevBroker(["site:4", "kill:1", "ads:1"], tmpdir=tmp) as broker:
+        for sc in SCENARIOS:
+            name = sc.__name__[3:]
+            if only and name not in only.split(","):
+                continue
+            failed = c.failed
+            t0 = time.monotonic()
+            try:
+                sc(c, tmp, broker)
+            except Exception as e:
+                import traceback
+                traceback.print_exc()
+                c.check(False, f"{name}: raised {type(e).__name__}", str(e))
+            print(f"scenario {name}: {'ok' if c.failed == failed else 'FAILED'} "
+                  f"({time.monotonic() - t0:.1f} s)", flush=True)
+    if c.failed == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"output kept in {tmp}", flush=True)
+
+
+if __name__ == "__main__":
+    harness.main(test)
