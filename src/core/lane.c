@@ -37,12 +37,13 @@ struct sl_lane {
     int id;
     pthread_t thr;
     bool started;
-    sl_dedup_t *dedup;   /* with a dedup section: this lane's keys */
-    sl_agg_t *agg;       /* with an aggregate section: this lane's groups */
-    sl_batch_t *agg_out; /* rows of the flush in flight not yet all offered to the sink */
-    uint32_t *agg_idx;   /* 0..n of agg_out, for submit */
-    size_t agg_off;      /* rows of agg_out offered so far */
-    int64_t agg_rows;    /* rows of the flush in flight not done yet */
+    sl_dedup_t *dedup;      /* with a dedup section: this lane's keys */
+    sl_agg_t *agg;          /* with an aggregate section: this lane's groups */
+    sl_batch_t *agg_out;    /* rows of the flush in flight not yet all offered to the sink */
+    uint32_t *agg_idx;      /* 0..n of agg_out, for submit */
+    size_t agg_off;         /* rows of agg_out offered so far */
+    int64_t agg_rows;       /* rows of the flush in flight not done yet */
+    int64_t last_commit_ms; /* absolute mode: the lane commits itself */
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
     int wake[2];
@@ -298,6 +299,21 @@ static bool lane_agg_busy(const sl_lane_t *lane)
            (sl_agg_dirty(lane->agg) || sl_agg_flushing(lane->agg) || lane->agg_rows > 0);
 }
 
+/* Sets tp's commit metadata for p (aggregate absolute mode; see
+ * sl_agg_commit_meta). librdkafka frees it with the list. */
+static void lane_commit_meta(const sl_lane_t *lane, const sl_part_t *p,
+                             rd_kafka_topic_partition_t *tp)
+{
+    char meta[96];
+    size_t n = lane->agg ? sl_agg_commit_meta(lane->agg, p->slot, p->gen, sl_wm_committable(&p->wm),
+                                              meta, sizeof(meta))
+                         : 0;
+    if (n > 0) {
+        tp->metadata = sl_xstrndup(meta, n);
+        tp->metadata_size = n;
+    }
+}
+
 /* Commits this lane's committable offsets now, synchronously (one round
  * trip, on the lane thread). After an aggregate flush is written: the next
  * flush starts only once the offsets folded into this one are committed, so
@@ -314,7 +330,10 @@ static void lane_commit_now(sl_lane_t *lane)
             if (l == NULL) {
                 l = rd_kafka_topic_partition_list_new((int)lane->n_parts);
             }
-            rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->stored;
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+            tp->offset = p->stored;
+            lane_commit_meta(lane, p, tp);
         }
     }
     if (l == NULL) {
@@ -326,6 +345,15 @@ static void lane_commit_now(sl_lane_t *lane)
                      rd_kafka_err2str(err));
     }
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Aggregate absolute mode commits with metadata, from the lanes (the
+ * consumer's auto-commit is off: librdkafka 2.0 commits stored offsets
+ * without metadata). */
+#define LANE_COMMIT_MS 1000
+static bool lane_agg_commits(const sl_lane_t *lane)
+{
+    return lane->agg != NULL && lane->cfg->agg->mode == SL_AGG_ABSOLUTE;
 }
 
 static void lane_update_at_end(sl_lane_t *lane)
@@ -711,6 +739,10 @@ static size_t lane_agg_take(sl_lane_t *lane, sl_batch_t *b, const uint32_t *idx,
             SL_M_ADD(&lane->m, invalid, 1);
             lane_dead_letter(lane, b, k, why.text);
             break;
+        case SL_AGG_REPLAYED:
+            SL_M_ADD(&lane->m, agg_replayed, 1);
+            rec_done(b, k);
+            break;
         case SL_AGG_FULL:
             break;
         }
@@ -995,6 +1027,9 @@ static void lane_do_assign(sl_lane_t *lane, void *arg)
         p->stored = -1;
         p->end = r->end;
         p->paused = false;
+        if (lane->agg != NULL) {
+            (void)sl_agg_restore(lane->agg, p->slot, p->gen, r->meta, strlen(r->meta));
+        }
     }
     lane_update_at_end(lane);
     req_finish(req);
@@ -1065,6 +1100,13 @@ static void lane_check_revoke(sl_lane_t *lane)
         }
         r->offset = req->lost ? -1 : lane_committable(lane, p);
         if (lane->agg != NULL) {
+            char meta[96];
+            size_t n = sl_agg_commit_meta(lane->agg, p->slot, p->gen, sl_wm_committable(&p->wm),
+                                          meta, sizeof(meta));
+            memcpy(r->meta, meta, n);
+            r->meta[n] = '\0';
+        }
+        if (lane->agg != NULL) {
             sl_agg_drop_slot(lane->agg, p->slot);
         }
         if (p->paused) {
@@ -1116,7 +1158,11 @@ static void lane_check_stop(sl_lane_t *lane)
                     "in_flight=%lld aggregated_rows=%lld", (long long)lane->in_flight,
                     (long long)lane->agg_rows);
     }
-    lane_store_offsets(lane);
+    if (lane_agg_commits(lane)) {
+        lane_commit_now(lane); /* with the metadata a restart needs */
+    } else {
+        lane_store_offsets(lane);
+    }
     lane->stop_req = NULL;
     req_finish(req);
 }
@@ -1288,6 +1334,11 @@ static void *lane_main(void *arg)
         }
         if (lane->store_dirty && (sl_now_ms() - lane->last_store_ms >= 20 || lane->stopping)) {
             lane_store_offsets(lane);
+        }
+        if (lane_agg_commits(lane) && !lane->stopping && lane->revoke_req == NULL &&
+            sl_now_ms() - lane->last_commit_ms >= LANE_COMMIT_MS) {
+            lane->last_commit_ms = sl_now_ms();
+            lane_commit_now(lane); /* auto-commit is off: it would drop the metadata */
         }
         lane_update_at_end(lane);
         lane_check_revoke(lane);

@@ -41,6 +41,9 @@ typedef struct sl_part_req {
     int32_t partition;
     int64_t end;    /* assign: --until-end target or -1 */
     int64_t offset; /* revoke: out */
+    /* assign: in, revoke: out: the committed offset's metadata (aggregate
+     * absolute mode; "" otherwise) */
+    char meta[96];
 } sl_part_req_t;
 
 /* A request from the main thread that the lane completes asynchronously;

@@ -152,6 +152,35 @@ static int pl_query_ends(sl_pipeline_t *pl)
     return 0;
 }
 
+/* Aggregate absolute mode keeps what a restart needs in the committed
+ * offsets' metadata (stages/aggregate.h); the lanes commit it themselves. */
+static bool pl_agg_meta(const sl_pipeline_t *pl)
+{
+    return pl->cfg->agg != NULL && pl->cfg->agg->mode == SL_AGG_ABSOLUTE;
+}
+
+/* Reads the committed offsets' metadata of parts into reqs[i].meta. */
+static void pl_committed_meta(sl_pipeline_t *pl, const rd_kafka_topic_partition_list_t *parts,
+                              sl_part_req_t *reqs)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t err = rd_kafka_committed(pl->rk, l, 10000);
+    if (err) {
+        sl_log_warn("kafka",
+                    "cannot read the committed offsets' metadata: windows written before a "
+                    "restart may be rewritten with partial totals",
+                    "error=\"%s\"", rd_kafka_err2str(err));
+    }
+    for (int i = 0; !err && i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &l->elems[i];
+        if (tp->metadata_size > 0 && tp->metadata_size < sizeof(reqs[i].meta)) {
+            memcpy(reqs[i].meta, tp->metadata, tp->metadata_size);
+            reqs[i].meta[tp->metadata_size] = '\0';
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void pl_assign(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts, bool coop)
 {
     sl_part_req_t *reqs = sl_xcalloc((size_t)parts->cnt + 1, sizeof(*reqs));
@@ -169,12 +198,15 @@ static void pl_assign(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
             end = pp->end;
         }
         pthread_mutex_unlock(&pl->mu);
-        reqs[i] = (sl_part_req_t){tp->topic, tp->partition, end, -1};
+        reqs[i] = (sl_part_req_t){tp->topic, tp->partition, end, -1, ""};
         /* the partition's messages go to its lane's queue from now on */
         rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(pl->rk, tp->topic, tp->partition);
         int lane = sl_pipeline_lane_of(pl, tp->topic, tp->partition);
         rd_kafka_queue_forward(pq, sl_lane_queue(pl->lanes[lane]));
         rd_kafka_queue_destroy(pq);
+    }
+    if (pl_agg_meta(pl)) {
+        pl_committed_meta(pl, parts, reqs);
     }
     sl_lane_req_t req;
     sl_lane_req_init(&req, pl->n_lanes, reqs, (size_t)parts->cnt);
@@ -210,7 +242,7 @@ static void pl_revoke(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
     bool lost = rd_kafka_assignment_lost(pl->rk);
     sl_part_req_t *reqs = sl_xcalloc((size_t)parts->cnt + 1, sizeof(*reqs));
     for (int i = 0; i < parts->cnt; i++) {
-        reqs[i] = (sl_part_req_t){parts->elems[i].topic, parts->elems[i].partition, -1, -1};
+        reqs[i] = (sl_part_req_t){parts->elems[i].topic, parts->elems[i].partition, -1, -1, ""};
     }
     sl_lane_req_t req;
     sl_lane_req_init(&req, pl->n_lanes, reqs, (size_t)parts->cnt);
@@ -226,8 +258,13 @@ static void pl_revoke(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
     rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         if (reqs[i].offset >= 0) {
-            rd_kafka_topic_partition_list_add(commit, reqs[i].topic, reqs[i].partition)->offset =
-                reqs[i].offset;
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_add(commit, reqs[i].topic, reqs[i].partition);
+            tp->offset = reqs[i].offset;
+            if (reqs[i].meta[0] != '\0') {
+                tp->metadata = sl_xstrdup(reqs[i].meta);
+                tp->metadata_size = strlen(reqs[i].meta);
+            }
         }
     }
     if (!lost && commit->cnt > 0) {
@@ -357,6 +394,10 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
         PL_SUM(agg_flushes, "sluice_aggregate_flushes_total", "counter",
                "Aggregate flushes that wrote rows.", NULL);
         PL_SUM(agg_keys, "sluice_aggregate_groups", "gauge", "Aggregate groups held in memory.",
+               NULL);
+        PL_SUM(agg_replayed, "sluice_records_replay_skipped_total", "counter",
+               "Records replayed after a restart whose window was already written (absolute "
+               "mode): skipped.",
                NULL);
     }
     PL_SUM(dead_lettered, "sluice_records_dead_lettered_total", "counter",
@@ -650,7 +691,8 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts)
     }
     atomic_store(&pl->stopping, true);
     pl_stop_lanes(pl);
-    kerr = rd_kafka_commit(pl->rk, NULL, 0);
+    /* absolute aggregation: the lanes committed with metadata at stop */
+    kerr = pl_agg_meta(pl) ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_commit(pl->rk, NULL, 0);
     if (kerr && kerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         sl_log_warn("kafka", "final commit failed: records may be redelivered after restart",
                     "error=\"%s\"", rd_kafka_err2str(kerr));

@@ -85,6 +85,11 @@ rd_kafka_conf_t *sl_kafka_consumer_conf(const sl_config_t *cfg, sl_errors_t *err
     (void)kafka_set(conf, "group.id", cfg->kafka.group, file, 0, errs);
     (void)kafka_set(conf, "enable.auto.offset.store", "false", file, 0, errs);
     (void)kafka_set(conf, "enable.partition.eof", "true", file, 0, errs);
+    if (cfg->agg != NULL && cfg->agg->mode == SL_AGG_ABSOLUTE) {
+        /* the lanes commit with metadata (stages/aggregate.h): librdkafka
+         * 2.0's auto-commit would commit the offsets without it */
+        (void)kafka_set(conf, "enable.auto.commit", "false", file, 0, errs);
+    }
     if (errs->n != before) {
         rd_kafka_conf_destroy(conf);
         return NULL;

@@ -369,6 +369,14 @@ typedef struct ag_hold {
     size_t n_slots;
 } ag_hold_t;
 
+/* What a partition's committed metadata said (absolute mode). */
+typedef struct ag_restored {
+    uint32_t gen;
+    bool set;
+    int64_t closed_us; /* windows ending at or before this were written */
+    int64_t done;      /* records below this offset were done */
+} ag_restored_t;
+
 struct sl_agg {
     const sl_agg_conf_t *c;
     const sl_schema_t *record;
@@ -387,6 +395,11 @@ struct sl_agg {
     int64_t stream_us;        /* highest event time folded (AG_NO_TIME: none) */
     int64_t closed_us;        /* absolute: windows ending at or before this were closed early */
     int64_t cw_start, cw_end; /* window of the last record (cache) */
+    int64_t sealed_us;        /* absolute: windows ending at or before this are sealed */
+    int64_t flush_sealed_us;  /* sealed_us when the flush in flight started */
+    int64_t written_us;       /* absolute: windows ending at or before this are written */
+    ag_restored_t *restored;  /* per slot: from the committed metadata */
+    size_t n_restored;
 };
 
 sl_agg_t *sl_agg_create(const sl_agg_conf_t *c, const sl_schema_t *record)
@@ -400,6 +413,7 @@ sl_agg_t *sl_agg_create(const sl_agg_conf_t *c, const sl_schema_t *record)
     a->stream_us = AG_NO_TIME;
     a->closed_us = AG_NO_TIME;
     a->cw_start = a->cw_end = AG_NO_TIME;
+    a->sealed_us = a->flush_sealed_us = a->written_us = AG_NO_TIME;
     return a;
 }
 
@@ -432,6 +446,7 @@ void sl_agg_destroy(sl_agg_t *a)
         ag_hold_free(&a->holds[i]);
     }
     free(a->holds);
+    free(a->restored);
     free(a->list);
     free(a->tab);
     free(a);
@@ -806,6 +821,20 @@ sl_agg_verdict_t sl_agg_add(sl_agg_t *a, const sl_value_t *rec, uint32_t slot, u
             return SL_AGG_REJECT;
         }
         ag_window(a, t, &wstart, &wend);
+        if (slot < a->n_restored && a->restored[slot].set && a->restored[slot].gen == gen &&
+            wend <= a->restored[slot].closed_us) {
+            if (offset < a->restored[slot].done) {
+                return SL_AGG_REPLAYED; /* folded (or dead-lettered) before the restart */
+            }
+            char ts[40], we[40];
+            ag_fmt_ts(t, ts, sizeof(ts));
+            ag_fmt_ts(wend, we, sizeof(we));
+            snprintf(why->text, sizeof(why->text),
+                     "late: event time %s, its window (ending %s) was closed and written before "
+                     "a restart",
+                     ts, we);
+            return SL_AGG_LATE;
+        }
         bool closed = a->stream_us != AG_NO_TIME && wend <= a->stream_us - c->grace_us;
         if (closed || wend <= a->closed_us) {
             char ts[40], we[40];
@@ -875,6 +904,7 @@ static bool ag_seal_windows(sl_agg_t *a)
         ag_hold_t *h = &a->holds[i];
         if (!h->sealed && ag_hold_closed(a, h)) {
             h->sealed = true;
+            a->sealed_us = SL_MAX(a->sealed_us, h->wend);
             any = true;
         }
     }
@@ -892,6 +922,7 @@ static bool ag_seal_windows(sl_agg_t *a)
                 if (!a->holds[i].sealed && a->holds[i].wend <= end) {
                     a->holds[i].sealed = true;
                 }
+                a->sealed_us = SL_MAX(a->sealed_us, end);
             }
             a->closed_us = SL_MAX(a->closed_us, end);
             any = true;
@@ -995,8 +1026,9 @@ sl_value_t *sl_agg_flush(sl_agg_t *a, size_t *n, sl_arena_t *arena)
         ag_tab_rebuild(a, a->cap);
     }
     *n = rows;
+    a->flush_sealed_us = a->sealed_us;
     if (rows == 0) {
-        ag_release_sealed(a);
+        sl_agg_flush_done(a);
         return NULL;
     }
     a->flushing = true;
@@ -1006,7 +1038,50 @@ sl_value_t *sl_agg_flush(sl_agg_t *a, size_t *n, sl_arena_t *arena)
 void sl_agg_flush_done(sl_agg_t *a)
 {
     a->flushing = false;
+    a->written_us = SL_MAX(a->written_us, a->flush_sealed_us);
     ag_release_sealed(a);
+}
+
+#define AG_META_TAG "sluice-agg/1"
+
+size_t sl_agg_commit_meta(const sl_agg_t *a, uint32_t slot, uint32_t gen, int64_t done, char *out,
+                          size_t cap)
+{
+    if (a->c->mode != SL_AGG_ABSOLUTE) {
+        return 0;
+    }
+    int64_t closed = a->written_us;
+    if (slot < a->n_restored && a->restored[slot].set && a->restored[slot].gen == gen) {
+        /* what the previous owner wrote stays written */
+        closed = SL_MAX(closed, a->restored[slot].closed_us);
+    }
+    int n = snprintf(out, cap, AG_META_TAG " closed=%" PRId64 " done=%" PRId64, closed, done);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+int sl_agg_restore(sl_agg_t *a, uint32_t slot, uint32_t gen, const void *meta, size_t len)
+{
+    if (slot >= a->n_restored) {
+        size_t n = SL_MAX((size_t)slot + 1, a->n_restored * 2);
+        a->restored = sl_xrealloc(a->restored, n * sizeof(*a->restored));
+        memset(a->restored + a->n_restored, 0, (n - a->n_restored) * sizeof(*a->restored));
+        a->n_restored = n;
+    }
+    ag_restored_t *r = &a->restored[slot];
+    r->set = false;
+    char buf[96];
+    if (a->c->mode != SL_AGG_ABSOLUTE || meta == NULL || len == 0 || len >= sizeof(buf)) {
+        return -1;
+    }
+    memcpy(buf, meta, len);
+    buf[len] = '\0';
+    long long closed, done;
+    char tail;
+    if (sscanf(buf, AG_META_TAG " closed=%lld done=%lld%c", &closed, &done, &tail) != 2) {
+        return -1;
+    }
+    *r = (ag_restored_t){gen, true, (int64_t)closed, (int64_t)done};
+    return 0;
 }
 
 void sl_agg_drop_slot(sl_agg_t *a, uint32_t slot)
@@ -1015,6 +1090,9 @@ void sl_agg_drop_slot(sl_agg_t *a, uint32_t slot)
         if (slot < a->holds[i].n_slots) {
             a->holds[i].first[slot] = -1;
         }
+    }
+    if (slot < a->n_restored) {
+        a->restored[slot].set = false;
     }
     if (a->c->mode != SL_AGG_ABSOLUTE) {
         return; /* delta groups are written by the next flush anyway */

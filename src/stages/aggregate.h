@@ -80,6 +80,7 @@ typedef enum {
     SL_AGG_LATE,      /* its window closed: dead-letter (why set) or drop per conf->late */
     SL_AGG_REJECT,    /* cannot be folded (null event time, sum overflow...): dead-letter */
     SL_AGG_FULL,      /* a new key, max_keys reached: flush, then offer it again */
+    SL_AGG_REPLAYED,  /* absolute: replayed after a restart, its window already written: done */
 } sl_agg_verdict_t;
 
 sl_agg_t *sl_agg_create(const sl_agg_conf_t *c, const sl_schema_t *record);
@@ -122,6 +123,24 @@ int64_t sl_agg_pinned(const sl_agg_t *a, uint32_t slot, uint32_t gen);
 /* Partition slot is revoked (its next owner replays from the committed
  * offset): absolute mode forgets its groups and pins. */
 void sl_agg_drop_slot(sl_agg_t *a, uint32_t slot);
+
+/* Absolute mode across restarts. A replay starts at the committed offset,
+ * the first record of the oldest window not yet written; records after it
+ * may belong to windows that closed and were written before the restart,
+ * and folding them again would overwrite those totals with partial ones.
+ * So each commit carries metadata: every window ending at or before
+ * `closed` was written, and every record below offset `done` was done. On
+ * assignment the metadata is given back: a replayed record of such a
+ * window is skipped (SL_AGG_REPLAYED) if below `done`, else it is late.
+ *
+ * Writes the metadata for slot (gen) into out (cap >= 64) with done the
+ * partition's first record not done; returns its length, 0 for none. */
+size_t sl_agg_commit_meta(const sl_agg_t *a, uint32_t slot, uint32_t gen, int64_t done, char *out,
+                          size_t cap);
+/* Restores what metadata (len bytes, from the committed offset; may be
+ * empty or foreign) says for slot's new assignment gen. Returns 0, or -1 if
+ * it is not Sluice's aggregate metadata (then nothing is restored). */
+int sl_agg_restore(sl_agg_t *a, uint32_t slot, uint32_t gen, const void *meta, size_t len);
 
 /* Groups held (for metrics and tests). */
 size_t sl_agg_keys(const sl_agg_t *a);

@@ -463,6 +463,67 @@ TEST(flush_timer)
     fx_free(&fx);
 }
 
+TEST(commit_metadata_skips_replayed_records_of_written_windows)
+{
+    fx_t fx;
+    sl_reason_t why;
+    CHECK_INT(fx_load(&fx, "  group_by: [site]\n"
+                           "  window: {field: ts, size: 1h}\n"
+                           "  compute: {n: count()}\n"
+                           "  output: absolute\n"),
+              0);
+    char meta[96];
+    /* nothing written yet: nothing is skipped after a restart */
+    CHECK(sl_agg_commit_meta(fx.agg, 0, 0, 0, meta, sizeof(meta)) > 0);
+    CHECK_CONTAINS(meta, "closed=-9223372036854775808");
+    CHECK_INT(add(&fx, (in_t){1, NULL, 0, 0, OCT27 + 1}, 0, 10, &why), SL_AGG_TAKEN);
+    CHECK_INT(add(&fx, (in_t){1, NULL, 0, 0, OCT27 + HOUR}, 0, 11, &why), SL_AGG_TAKEN);
+    CHECK_INT(add(&fx, (in_t){2, NULL, 0, 0, OCT27 + 2}, 0, 12, &why), SL_AGG_LATE);
+    size_t n = 0;
+    sl_value_t *rows = sl_agg_flush(fx.agg, &n, &fx.arena);
+    /* sealed, not written yet: not in the metadata */
+    CHECK(sl_agg_commit_meta(fx.agg, 0, 0, 12, meta, sizeof(meta)) > 0);
+    CHECK_CONTAINS(meta, "closed=-9223372036854775808 done=12");
+    sl_agg_flush_done(fx.agg);
+    free(rows);
+    CHECK(sl_agg_commit_meta(fx.agg, 0, 0, 13, meta, sizeof(meta)) > 0);
+    char want[96];
+    snprintf(want, sizeof(want), "sluice-agg/1 closed=%" PRId64 " done=13", OCT27 + HOUR);
+    CHECK_STR(meta, want);
+
+    /* a new process gets the partition with that metadata */
+    sl_agg_t *b = sl_agg_create(fx.conf, &fx.schema);
+    sl_agg_set_clock(b, 1000, OCT27 + 2 * HOUR);
+    CHECK_INT(sl_agg_restore(b, 0, 7, meta, strlen(meta)), 0);
+    CHECK_INT(sl_agg_restore(b, 1, 7, "other app", 9), -1);
+    sl_agg_t *saved = fx.agg;
+    fx.agg = b;
+    /* replayed from the oldest open window's first record (11): a record of
+     * the written window below `done` is skipped, one above is late */
+    sl_value_t v[5];
+    memset(v, 0, sizeof(v));
+    v[1].is_null = true;
+    v[4].u.i = OCT27 + 5;
+    CHECK_INT(sl_agg_add(b, v, 0, 7, 12, &why), SL_AGG_REPLAYED);
+    CHECK_INT(sl_agg_add(b, v, 0, 7, 13, &why), SL_AGG_LATE);
+    CHECK_CONTAINS(why.text, "closed and written before a restart");
+    CHECK_INT(sl_agg_add(b, v, 0, 8, 13, &why), SL_AGG_TAKEN); /* another assignment */
+    v[4].u.i = OCT27 + HOUR + 5;
+    CHECK_INT(sl_agg_add(b, v, 0, 7, 14, &why), SL_AGG_TAKEN);
+    /* the restored boundary is passed on in this process's commits */
+    CHECK(sl_agg_commit_meta(b, 0, 7, 15, meta, sizeof(meta)) > 0);
+    snprintf(want, sizeof(want), "sluice-agg/1 closed=%" PRId64 " done=15", OCT27 + HOUR);
+    CHECK_STR(meta, want);
+    fx.agg = saved;
+    sl_agg_destroy(b);
+    fx_free(&fx);
+
+    /* delta mode needs no metadata */
+    CHECK_INT(fx_load(&fx, "  group_by: [site]\n  compute: {n: count()}\n"), 0);
+    CHECK_INT(sl_agg_commit_meta(fx.agg, 0, 0, 0, meta, sizeof(meta)), 0);
+    fx_free(&fx);
+}
+
 TEST(config_errors_name_the_line)
 {
     struct {
@@ -510,4 +571,5 @@ TEST_MAIN(T(delta_sums_and_pins_released_when_written), T(min_max_last_of_string
           T(late_records_and_grace), T(absolute_running_totals_until_the_window_closes),
           T(max_keys_flushes_early_or_closes_the_oldest_window),
           T(sum_overflow_is_rejected_without_changing_the_group), T(flush_timer),
+          T(commit_metadata_skips_replayed_records_of_written_windows),
           T(config_errors_name_the_line))
