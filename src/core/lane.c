@@ -706,6 +706,13 @@ static size_t lane_agg_take(sl_lane_t *lane, sl_batch_t *b, const uint32_t *idx,
     for (size_t i = 0; i < n; i++) {
         uint32_t k = idx[i];
         const rd_kafka_message_t *msg = b->msgs[k];
+        /* groups are scattered in memory: fetch them a few records ahead */
+        if (i + 16 < n) {
+            sl_agg_prefetch(agg, sl_batch_values(b, idx[i + 16]));
+        }
+        if (i + 8 < n) {
+            sl_agg_prefetch(agg, sl_batch_values(b, idx[i + 8]));
+        }
         sl_agg_verdict_t v = sl_agg_add(agg, sl_batch_values(b, k), b->pos[k].part->slot,
                                         b->pos[k].gen, msg->offset, &why);
         if (v == SL_AGG_FULL) {
@@ -960,7 +967,8 @@ static size_t lane_consume(sl_lane_t *lane)
             lane_dead_letter(lane, b, k, why.text);
             continue;
         }
-        switch (sl_stages_run(lane->cfg->stages, sl_batch_values(b, k), &b->arena, &why)) {
+        switch (sl_stages_run(lane->cfg->stages, sl_batch_values(b, k), &b->arena,
+                              (unsigned)lane->id, &why)) {
         case SL_STAGE_KEEP:
             if (lane->dedup == NULL) {
                 lane->cur_idx[n_valid++] = k;

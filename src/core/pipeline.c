@@ -599,6 +599,11 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts)
         sl_log_error(cfg->dlq_name, err, NULL);
         goto out;
     }
+    /* enrich tables from topics are read to their end before records flow */
+    if (sl_stages_start(cfg->stages, cfg->kafka.brokers, err) != 0) {
+        sl_log_error("transform", err, NULL);
+        goto out;
+    }
 
     rd_kafka_conf_t *conf = sl_kafka_consumer_conf(cfg, &errs);
     if (conf == NULL) {

@@ -11,6 +11,7 @@
 #define AG_US_PER_MS INT64_C(1000)
 #define AG_US_PER_DAY INT64_C(86400000000)
 #define AG_NO_TIME INT64_MIN
+#define AG_PF 64 /* records hashed ahead (sl_agg_prefetch) */
 
 /* ---- config ------------------------------------------------------------------------------ */
 
@@ -369,6 +370,13 @@ typedef struct ag_hold {
     size_t n_slots;
 } ag_hold_t;
 
+/* A slot of the group table: the hash next to the pointer, so a probe reads
+ * the entry (likely a cache miss) only when the hash matches. */
+typedef struct ag_slot {
+    uint64_t hash;
+    ag_entry_t *e;
+} ag_slot_t;
+
 /* What a partition's committed metadata said (absolute mode). */
 typedef struct ag_restored {
     uint32_t gen;
@@ -381,7 +389,7 @@ struct sl_agg {
     const sl_agg_conf_t *c;
     const sl_schema_t *record;
     size_t n_vals;     /* n_group + n_specs */
-    ag_entry_t **tab;  /* open addressing, NULL empty */
+    ag_slot_t *tab;    /* open addressing, e NULL: empty */
     size_t cap;        /* power of two */
     ag_entry_t **list; /* every entry, for flushes */
     size_t n, cap_list;
@@ -399,6 +407,8 @@ struct sl_agg {
     int64_t flush_sealed_us;  /* sealed_us when the flush in flight started */
     int64_t written_us;       /* absolute: windows ending at or before this are written */
     ag_restored_t *restored;  /* per slot: from the committed metadata */
+    const sl_value_t *pf_rec[AG_PF]; /* records sl_agg_prefetch hashed, and their hashes */
+    uint64_t pf_hash[AG_PF];
     size_t n_restored;
 };
 
@@ -597,10 +607,10 @@ static void ag_tab_insert(sl_agg_t *a, ag_entry_t *e)
 {
     size_t mask = a->cap - 1;
     size_t i = (size_t)e->hash & mask;
-    while (a->tab[i] != NULL) {
+    while (a->tab[i].e != NULL) {
         i = (i + 1) & mask;
     }
-    a->tab[i] = e;
+    a->tab[i] = (ag_slot_t){e->hash, e};
 }
 
 /* Rebuilds the table from the list (after growth or eviction). */
@@ -797,6 +807,44 @@ void sl_agg_set_clock(sl_agg_t *a, int64_t now_ms, int64_t wall_us)
 {
     a->now_ms = now_ms;
     a->wall_us = wall_us;
+    /* records hashed ahead may be gone (their batch freed) by now */
+    memset(a->pf_rec, 0, sizeof(a->pf_rec));
+}
+
+/* The hash of rec's group (and window). */
+static uint64_t ag_hash(sl_agg_t *a, const sl_value_t *rec, int64_t wstart)
+{
+    return sl_schema_hash(a->record, rec, a->c->group, a->c->n_group, (uint64_t)wstart);
+}
+
+static size_t ag_pf_index(const sl_value_t *rec)
+{
+    return (size_t)(((uintptr_t)rec >> 4) * 0x9E3779B97F4A7C15ull >> 58) % AG_PF;
+}
+
+void sl_agg_prefetch(sl_agg_t *a, const sl_value_t *rec)
+{
+    size_t i = ag_pf_index(rec);
+    if (a->pf_rec[i] == rec) {
+        /* hashed before: its slot should be in cache now, fetch the entry */
+        const ag_slot_t *sl = &a->tab[(size_t)a->pf_hash[i] & (a->cap - 1)];
+        if (sl->e != NULL) {
+            __builtin_prefetch(sl->e);
+        }
+        return;
+    }
+    int64_t wstart = AG_NO_TIME, wend;
+    if (a->c->windowed) {
+        const sl_value_t *tv = &rec[a->c->time_field];
+        if (tv->is_null) {
+            return;
+        }
+        ag_window(a, tv->u.i, &wstart, &wend);
+    }
+    uint64_t h = ag_hash(a, rec, wstart);
+    a->pf_rec[i] = rec;
+    a->pf_hash[i] = h;
+    __builtin_prefetch(&a->tab[(size_t)h & (a->cap - 1)]);
 }
 
 sl_agg_verdict_t sl_agg_add(sl_agg_t *a, const sl_value_t *rec, uint32_t slot, uint32_t gen,
@@ -856,12 +904,14 @@ sl_agg_verdict_t sl_agg_add(sl_agg_t *a, const sl_value_t *rec, uint32_t slot, u
             return SL_AGG_LATE;
         }
     }
-    uint64_t h = sl_schema_hash(a->record, rec, c->group, c->n_group, (uint64_t)wstart);
+    size_t pfi = ag_pf_index(rec);
+    uint64_t h = a->pf_rec[pfi] == rec ? a->pf_hash[pfi] : ag_hash(a, rec, wstart);
+    a->pf_rec[pfi] = NULL;
     size_t mask = a->cap - 1;
     ag_entry_t *e;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-        e = a->tab[i];
-        if (e == NULL || (e->hash == h && ag_key_equal(a, e, rec, wstart))) {
+        e = a->tab[i].e;
+        if (e == NULL || (a->tab[i].hash == h && ag_key_equal(a, e, rec, wstart))) {
             break;
         }
     }

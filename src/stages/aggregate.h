@@ -96,6 +96,14 @@ void sl_agg_set_clock(sl_agg_t *a, int64_t now_ms, int64_t wall_us);
 sl_agg_verdict_t sl_agg_add(sl_agg_t *a, const sl_value_t *rec, uint32_t slot, uint32_t gen,
                             int64_t offset, sl_reason_t *why);
 
+/* Optional, to hide cache misses at many groups: call it twice per record
+ * ahead of sl_agg_add(rec), some 16 and some 8 records ahead (rec must not
+ * change in between). The first call hashes rec's group and prefetches its
+ * table slot, the second prefetches the group itself. What it remembers
+ * is forgotten at the next sl_agg_set_clock(): prefetch and add records
+ * between two calls of it (a batch). */
+void sl_agg_prefetch(sl_agg_t *a, const sl_value_t *rec);
+
 /* True when a flush should start now: none is in flight and there is
  * something to write or windows to close, and either flush_interval passed
  * since data first waited, max_keys is reached, or force. */

@@ -1,4 +1,5 @@
-/* enrich: a lookup table from a CSV or NDJSON file, joined on one field. */
+/* enrich: a lookup table from a CSV or NDJSON file (or a Kafka topic:
+ * enrich_topic.c), joined on one field. */
 #include "stages/enrich.h"
 
 #include <errno.h>
@@ -8,22 +9,10 @@
 #include <xxhash.h>
 
 #include "codecs/json.h"
+#include "stages/enrich_int.h"
 #include "util/arena.h"
 
 #define EN_MAX_FILE (1024u * 1024u * 1024u) /* 1 GiB: the whole table lives in memory */
-
-struct sl_enrich {
-    size_t key_field;  /* the record's key field */
-    bool int_key;      /* int32/int64 key (else string) */
-    size_t n_out;      /* fields added */
-    size_t *out_field; /* their indexes in the record */
-    sl_value_t *rows;  /* n_rows * (1 + n_out): the key, then the fields */
-    size_t n_rows, cap_rows;
-    uint32_t *slots; /* row + 1, 0: empty */
-    size_t n_slots;
-    char *data; /* the file's bytes (strings borrow from it) */
-    sl_arena_t arena;
-};
 
 static uint64_t en_hash(const sl_enrich_t *e, const sl_value_t *k)
 {
@@ -42,39 +31,80 @@ static bool en_key_eq(const sl_enrich_t *e, const sl_value_t *a, const sl_value_
     return a->u.s.len == b->u.s.len && memcmp(a->u.s.ptr, b->u.s.ptr, a->u.s.len) == 0;
 }
 
-/* Returns the row holding key, or -1. */
-static long en_find(const sl_enrich_t *e, const sl_value_t *key)
+/* Returns the row of t holding key, or -1. */
+static long en_find(const sl_enrich_t *e, const en_table_t *t, const sl_value_t *key)
 {
-    size_t mask = e->n_slots - 1;
+    size_t mask = t->n_slots - 1;
     for (size_t slot = (size_t)en_hash(e, key) & mask;; slot = (slot + 1) & mask) {
-        uint32_t r = e->slots[slot];
+        uint32_t r = t->slots[slot];
         if (r == 0) {
             return -1;
         }
-        if (en_key_eq(e, &e->rows[(size_t)(r - 1) * (1 + e->n_out)], key)) {
+        if (en_key_eq(e, &t->rows[(size_t)(r - 1) * (1 + e->n_out)], key)) {
             return (long)(r - 1);
         }
     }
+}
+
+en_table_t *en_table_new(void)
+{
+    en_table_t *t = sl_xcalloc(1, sizeof(*t));
+    sl_arena_init(&t->arena, 0);
+    return t;
+}
+
+void en_table_free(en_table_t *t)
+{
+    if (t != NULL) {
+        free(t->rows);
+        free(t->slots);
+        free(t->data);
+        sl_arena_free(&t->arena);
+        free(t);
+    }
+}
+
+long en_table_index(const sl_enrich_t *e, en_table_t *t)
+{
+    t->n_slots = 16;
+    while (t->n_slots < t->n_rows * 2) {
+        t->n_slots *= 2;
+    }
+    free(t->slots);
+    t->slots = sl_xcalloc(t->n_slots, sizeof(uint32_t));
+    for (size_t r = 0; r < t->n_rows; r++) {
+        const sl_value_t *k = &t->rows[r * (1 + e->n_out)];
+        if (en_find(e, t, k) >= 0) {
+            return (long)r;
+        }
+        size_t slot = (size_t)en_hash(e, k) & (t->n_slots - 1);
+        while (t->slots[slot] != 0) {
+            slot = (slot + 1) & (t->n_slots - 1);
+        }
+        t->slots[slot] = (uint32_t)(r + 1);
+    }
+    return -1;
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
 typedef struct en_load {
     sl_enrich_t *e;
+    en_table_t *t;
     const char *path;       /* for messages */
     const sl_type_t *types; /* 1 + n_out: the key's, then the fields' */
     sl_errors_t *errs;
     const sl_node_t *at;
 } en_load_t;
 
-static sl_value_t *en_new_row(sl_enrich_t *e)
+sl_value_t *en_new_row(const sl_enrich_t *e, en_table_t *t)
 {
     size_t w = 1 + e->n_out;
-    if (e->n_rows == e->cap_rows) {
-        e->cap_rows = e->cap_rows ? e->cap_rows * 2 : 256;
-        e->rows = sl_xrealloc(e->rows, e->cap_rows * w * sizeof(sl_value_t));
+    if (t->n_rows == t->cap_rows) {
+        t->cap_rows = t->cap_rows ? t->cap_rows * 2 : 256;
+        t->rows = sl_xrealloc(t->rows, t->cap_rows * w * sizeof(sl_value_t));
     }
-    sl_value_t *row = &e->rows[e->n_rows++ * w];
+    sl_value_t *row = &t->rows[t->n_rows++ * w];
     for (size_t i = 0; i < w; i++) {
         row[i].is_null = true;
     }
@@ -212,13 +242,14 @@ static long en_csv_record(const char *d, size_t len, size_t *pos, int *line, sl_
 static int en_load_csv(en_load_t *L, const char *file_key, const sl_node_t *fields)
 {
     sl_enrich_t *e = L->e;
-    const char *d = e->data;
+    en_table_t *t = L->t;
+    const char *d = t->data;
     size_t len = strlen(d), pos = 0;
     int line = 1;
     enum { EN_MAX_COLS = 1024 };
     sl_str_t cells[EN_MAX_COLS];
     bool quoted[EN_MAX_COLS];
-    long nh = en_csv_record(d, len, &pos, &line, &e->arena, cells, quoted, EN_MAX_COLS);
+    long nh = en_csv_record(d, len, &pos, &line, &t->arena, cells, quoted, EN_MAX_COLS);
     if (nh <= 0 || nh > EN_MAX_COLS) {
         sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
                       "enrich: %s: the first line must be a header of at most %d column names",
@@ -243,7 +274,7 @@ static int en_load_csv(en_load_t *L, const char *file_key, const sl_node_t *fiel
     }
     while (pos < len) {
         int at_line = line;
-        long nc = en_csv_record(d, len, &pos, &line, &e->arena, cells, quoted, EN_MAX_COLS);
+        long nc = en_csv_record(d, len, &pos, &line, &t->arena, cells, quoted, EN_MAX_COLS);
         if (nc < 0) {
             sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col,
                           "enrich: %s:%d: a quoted cell is not closed", L->path, at_line);
@@ -257,7 +288,7 @@ static int en_load_csv(en_load_t *L, const char *file_key, const sl_node_t *fiel
                           "enrich: %s:%d: %ld cells, the header has %ld", L->path, at_line, nc, nh);
             return -1;
         }
-        sl_value_t *row = en_new_row(e);
+        sl_value_t *row = en_new_row(e, t);
         for (size_t f = 0; f <= e->n_out; f++) {
             char why[160];
             const sl_str_t *c = &cells[col[f]];
@@ -281,6 +312,7 @@ static int en_load_csv(en_load_t *L, const char *file_key, const sl_node_t *fiel
 static int en_load_ndjson(en_load_t *L, const char *file_key, const sl_node_t *fields)
 {
     sl_enrich_t *e = L->e;
+    en_table_t *t = L->t;
     sl_schema_t tab = {0};
     tab.unknown = SL_UNKNOWN_IGNORE;
     for (size_t f = 0; f <= e->n_out; f++) {
@@ -289,7 +321,7 @@ static int en_load_ndjson(en_load_t *L, const char *file_key, const sl_node_t *f
     sl_schema_finish(&tab);
     const sl_json_limits_t limits = {0, 64};
     int rc = 0, line = 0;
-    for (char *p = e->data; *p != '\0' && rc == 0;) {
+    for (char *p = t->data; *p != '\0' && rc == 0;) {
         char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
         line++;
@@ -297,9 +329,9 @@ static int en_load_ndjson(en_load_t *L, const char *file_key, const sl_node_t *f
             n--;
         }
         if (n > 0) {
-            sl_value_t *row = en_new_row(e);
+            sl_value_t *row = en_new_row(e, t);
             sl_reason_t why;
-            if (sl_json_decode(&tab, &limits, p, n, row, &e->arena, &why) != 0) {
+            if (sl_json_decode(&tab, &limits, p, n, row, &t->arena, &why) != 0) {
                 sl_errors_add(L->errs, L->at->file, L->at->line, L->at->col, "enrich: %s:%d: %s",
                               L->path, line, why.text);
                 rc = -1;
@@ -353,35 +385,18 @@ static char *en_read(const char *path, char *why, size_t why_len)
 
 /* ---- the step ----------------------------------------------------------------------------- */
 
-sl_enrich_t *sl_enrich_parse(const sl_node_t *map, const char *config_dir, sl_schema_t *record,
-                             sl_errors_t *errs)
+/* The key and field types of the step; returns them (1 + fields->n: the
+ * key's, then each field's; gives ownership) or NULL with errors added. */
+static sl_type_t *en_types(const sl_node_t *key, const sl_node_t *fields, sl_schema_t *record,
+                           int *kf, sl_errors_t *errs)
 {
-    static const char *const keys[] = {"key", "file", "file_key", "fields", NULL};
-    if (map->kind != SL_NODE_MAP) {
-        sl_errors_add(errs, map->file, map->line, map->col,
-                      "enrich: expected {key: FIELD, file: PATH, fields: {name: type}}");
-        return NULL;
-    }
-    if (sl_node_check_keys(map, keys, "enrich", errs) != 0) {
-        return NULL;
-    }
-    const sl_node_t *key = sl_node_get(map, "key"), *file = sl_node_get(map, "file");
-    const sl_node_t *fkey = sl_node_get(map, "file_key"), *fields = sl_node_get(map, "fields");
-    if (key == NULL || file == NULL || fields == NULL || key->kind != SL_NODE_SCALAR ||
-        file->kind != SL_NODE_SCALAR || fields->kind != SL_NODE_MAP || fields->n == 0 ||
-        fields->n > 256 || (fkey != NULL && fkey->kind != SL_NODE_SCALAR)) {
-        sl_errors_add(errs, map->file, map->line, map->col,
-                      "enrich: needs key: FIELD, file: PATH (.csv with a header line, or "
-                      ".ndjson) and fields: {name: type, ...} (1 to 256 of them)");
-        return NULL;
-    }
-    int kf = sl_schema_find(record, key->scalar, strlen(key->scalar));
-    if (kf < 0) {
+    *kf = sl_schema_find(record, key->scalar, strlen(key->scalar));
+    if (*kf < 0) {
         sl_errors_add(errs, key->file, key->line, key->col, "enrich: no field '%s' at this step",
                       key->scalar);
         return NULL;
     }
-    sl_type_t kt = record->fields[kf].type;
+    sl_type_t kt = record->fields[*kf].type;
     if (kt != SL_TYPE_STRING && kt != SL_TYPE_INT32 && kt != SL_TYPE_INT64) {
         sl_errors_add(errs, key->file, key->line, key->col,
                       "enrich: the key '%s' is %s; keys are strings or integers", key->scalar,
@@ -408,6 +423,13 @@ sl_enrich_t *sl_enrich_parse(const sl_node_t *map, const char *config_dir, sl_sc
             return NULL;
         }
     }
+    return types;
+}
+
+/* Loads the file table of the step (file: PATH); returns it or NULL. */
+static en_table_t *en_load_file(sl_enrich_t *e, const sl_node_t *file, const char *file_key,
+                                const sl_node_t *fields, const char *config_dir, sl_errors_t *errs)
+{
     char path[4096];
     if (file->scalar[0] == '/' || config_dir == NULL) {
         snprintf(path, sizeof(path), "%s", file->scalar);
@@ -422,85 +444,136 @@ sl_enrich_t *sl_enrich_parse(const sl_node_t *map, const char *config_dir, sl_sc
         sl_errors_add(errs, file->file, file->line, file->col,
                       "enrich: %s: name the file .csv (with a header line) or .ndjson / .jsonl",
                       file->scalar);
-        free(types);
+        return NULL;
+    }
+    en_table_t *t = en_table_new();
+    char why[512];
+    t->data = en_read(path, why, sizeof(why));
+    if (t->data == NULL) {
+        sl_errors_add(errs, file->file, file->line, file->col, "enrich: %s", why);
+        en_table_free(t);
+        return NULL;
+    }
+    en_load_t L = {e, t, file->scalar, e->types, errs, file};
+    int rc = csv ? en_load_csv(&L, file_key, fields) : en_load_ndjson(&L, file_key, fields);
+    long dup = rc == 0 ? en_table_index(e, t) : -1;
+    if (dup >= 0) {
+        const sl_value_t *k = &t->rows[(size_t)dup * (1 + e->n_out)];
+        char shown[64];
+        if (e->int_key) {
+            snprintf(shown, sizeof(shown), "%lld", (long long)k->u.i);
+        } else {
+            sl_value_quote(k->u.s.ptr, k->u.s.len, shown, sizeof(shown));
+        }
+        sl_errors_add(errs, file->file, file->line, file->col,
+                      "enrich: %s: the key %s appears twice: keep one row per key", file->scalar,
+                      shown);
+        rc = -1;
+    }
+    if (rc != 0) {
+        en_table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+sl_enrich_t *sl_enrich_parse(const sl_node_t *map, const char *config_dir, sl_schema_t *record,
+                             sl_errors_t *errs)
+{
+    static const char *const keys[] = {"key",     "file",         "file_key", "fields", "topic",
+                                       "brokers", "load_timeout", "refresh",  NULL};
+    if (map->kind != SL_NODE_MAP) {
+        sl_errors_add(errs, map->file, map->line, map->col,
+                      "enrich: expected {key: FIELD, file: PATH, fields: {name: type}}");
+        return NULL;
+    }
+    if (sl_node_check_keys(map, keys, "enrich", errs) != 0) {
+        return NULL;
+    }
+    const sl_node_t *key = sl_node_get(map, "key"), *file = sl_node_get(map, "file");
+    const sl_node_t *topic = sl_node_get(map, "topic");
+    const sl_node_t *fkey = sl_node_get(map, "file_key"), *fields = sl_node_get(map, "fields");
+    const sl_node_t *src = file != NULL ? file : topic;
+    if (key == NULL || (file == NULL) == (topic == NULL) || fields == NULL ||
+        key->kind != SL_NODE_SCALAR || src->kind != SL_NODE_SCALAR || fields->kind != SL_NODE_MAP ||
+        fields->n == 0 || fields->n > 256 ||
+        (fkey != NULL && (fkey->kind != SL_NODE_SCALAR || topic != NULL))) {
+        sl_errors_add(errs, map->file, map->line, map->col,
+                      "enrich: needs key: FIELD, fields: {name: type, ...} (1 to 256 of them) "
+                      "and one of file: PATH (.csv with a header line, or .ndjson) or topic: "
+                      "NAME (a Kafka topic of JSON values keyed by the lookup key)");
+        return NULL;
+    }
+    if (topic == NULL && (sl_node_get(map, "brokers") || sl_node_get(map, "load_timeout") ||
+                          sl_node_get(map, "refresh"))) {
+        sl_errors_add(errs, map->file, map->line, map->col,
+                      "enrich: brokers, load_timeout and refresh go with topic:, not file:");
+        return NULL;
+    }
+    int kf;
+    sl_type_t *types = en_types(key, fields, record, &kf, errs);
+    if (types == NULL) {
         return NULL;
     }
     sl_enrich_t *e = sl_xcalloc(1, sizeof(*e));
-    sl_arena_init(&e->arena, 0);
     e->key_field = (size_t)kf;
-    e->int_key = kt != SL_TYPE_STRING;
+    e->int_key = types[0] != SL_TYPE_STRING;
     e->n_out = fields->n;
-    char why[512];
-    e->data = en_read(path, why, sizeof(why));
-    if (e->data == NULL) {
-        sl_errors_add(errs, file->file, file->line, file->col, "enrich: %s", why);
-        free(types);
-        sl_enrich_destroy(e);
-        return NULL;
+    e->types = types;
+    e->names = sl_xcalloc(fields->n, sizeof(char *));
+    for (size_t i = 0; i < fields->n; i++) {
+        e->names[i] = sl_xstrdup(fields->keys[i]->scalar);
     }
-    en_load_t L = {e, file->scalar, types, errs, file};
-    const char *fk = fkey != NULL ? fkey->scalar : key->scalar;
-    int rc = csv ? en_load_csv(&L, fk, fields) : en_load_ndjson(&L, fk, fields);
-    if (rc == 0) {
-        e->n_slots = 16;
-        while (e->n_slots < e->n_rows * 2) {
-            e->n_slots *= 2;
+    if (file != NULL) {
+        en_table_t *t = en_load_file(e, file, fkey != NULL ? fkey->scalar : key->scalar, fields,
+                                     config_dir, errs);
+        if (t == NULL) {
+            sl_enrich_destroy(e);
+            return NULL;
         }
-        e->slots = sl_xcalloc(e->n_slots, sizeof(uint32_t));
-        for (size_t r = 0; r < e->n_rows && rc == 0; r++) {
-            const sl_value_t *k = &e->rows[r * (1 + e->n_out)];
-            if (en_find(e, k) >= 0) {
-                char shown[64];
-                if (e->int_key) {
-                    snprintf(shown, sizeof(shown), "%lld", (long long)k->u.i);
-                } else {
-                    sl_value_quote(k->u.s.ptr, k->u.s.len, shown, sizeof(shown));
-                }
-                sl_errors_add(errs, file->file, file->line, file->col,
-                              "enrich: %s: the key %s appears twice: keep one row per key",
-                              file->scalar, shown);
-                rc = -1;
-                break;
-            }
-            size_t slot = (size_t)en_hash(e, k) & (e->n_slots - 1);
-            while (e->slots[slot] != 0) {
-                slot = (slot + 1) & (e->n_slots - 1);
-            }
-            e->slots[slot] = (uint32_t)(r + 1);
+        atomic_init(&e->cur, t);
+    } else {
+        atomic_init(&e->cur, en_table_new()); /* empty until sl_enrich_start loads it */
+        if (en_topic_parse(e, map, errs) != 0) {
+            sl_enrich_destroy(e);
+            return NULL;
         }
     }
-    if (rc == 0) {
-        e->out_field = sl_xmalloc(e->n_out * sizeof(size_t));
-        for (size_t i = 0; i < e->n_out; i++) {
-            const sl_node_t *name = fields->keys[i];
-            e->out_field[i] = sl_schema_add(record, name->scalar, types[1 + i], name->line);
-        }
-        sl_schema_finish(record);
+    e->out_field = sl_xmalloc(e->n_out * sizeof(size_t));
+    for (size_t i = 0; i < e->n_out; i++) {
+        const sl_node_t *name = fields->keys[i];
+        e->out_field[i] = sl_schema_add(record, name->scalar, types[1 + i], name->line);
     }
-    free(types);
-    if (rc != 0) {
-        sl_enrich_destroy(e);
-        return NULL;
-    }
+    sl_schema_finish(record);
     return e;
 }
 
-void sl_enrich_run(const sl_enrich_t *e, sl_value_t *rec)
+void sl_enrich_run(const sl_enrich_t *e, sl_value_t *rec, sl_arena_t *arena, unsigned reader)
 {
     const sl_value_t *k = &rec[e->key_field];
-    long r = k->is_null ? -1 : en_find(e, k);
+    if (e->topic != NULL) {
+        en_topic_run(e, rec, arena, reader);
+        return;
+    }
+    const en_table_t *t = atomic_load_explicit(&e->cur, memory_order_relaxed);
+    long r = k->is_null ? -1 : en_find(e, t, k);
     for (size_t i = 0; i < e->n_out; i++) {
         if (r < 0) {
             rec[e->out_field[i]].is_null = true;
         } else {
-            rec[e->out_field[i]] = e->rows[(size_t)r * (1 + e->n_out) + 1 + i];
+            rec[e->out_field[i]] = t->rows[(size_t)r * (1 + e->n_out) + 1 + i];
         }
     }
 }
 
+long en_lookup(const sl_enrich_t *e, const en_table_t *t, const sl_value_t *key)
+{
+    return key->is_null ? -1 : en_find(e, t, key);
+}
+
 size_t sl_enrich_rows(const sl_enrich_t *e)
 {
-    return e->n_rows;
+    return atomic_load(&e->cur)->n_rows;
 }
 
 void sl_enrich_destroy(sl_enrich_t *e)
@@ -508,10 +581,13 @@ void sl_enrich_destroy(sl_enrich_t *e)
     if (e == NULL) {
         return;
     }
+    en_topic_destroy(e);
+    en_table_free(atomic_load(&e->cur));
+    for (size_t i = 0; e->names != NULL && i < e->n_out; i++) {
+        free(e->names[i]);
+    }
+    free(e->names);
+    free(e->types);
     free(e->out_field);
-    free(e->rows);
-    free(e->slots);
-    free(e->data);
-    sl_arena_free(&e->arena);
     free(e);
 }

@@ -670,7 +670,7 @@ static int ex_local(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out, int64_t *u
 
 static int exf_date(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
 {
-    int64_t utc, local;
+    int64_t utc = 0, local = 0;
     int rc = ex_local(n, c, out, &utc, &local);
     if (rc != 0) {
         return rc < 0 ? -1 : 0;
@@ -685,7 +685,7 @@ static int exf_date(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
 
 static int exf_hour(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
 {
-    int64_t utc, local;
+    int64_t utc = 0, local = 0;
     int rc = ex_local(n, c, out, &utc, &local);
     if (rc == 0) {
         ex_set_int(out, ex_floor_mod(local, EX_US_PER_DAY) / EX_US_PER_HOUR);
@@ -695,7 +695,7 @@ static int exf_hour(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
 
 static int exf_day_of_week(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
 {
-    int64_t utc, local;
+    int64_t utc = 0, local = 0;
     int rc = ex_local(n, c, out, &utc, &local);
     if (rc == 0) {
         /* 1970-01-01 was a Thursday (4) */
@@ -711,7 +711,7 @@ static const struct {
 
 static int exf_date_trunc(const ex_node_t *n, ex_ctx_t *c, sl_value_t *out)
 {
-    int64_t utc, local;
+    int64_t utc = 0, local = 0;
     int rc = ex_local(n, c, out, &utc, &local);
     if (rc != 0) {
         return rc < 0 ? -1 : 0;

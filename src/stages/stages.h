@@ -34,9 +34,14 @@ sl_stages_t *sl_stages_parse(const sl_node_t *transform, const sl_node_t *filter
 /* Runs the steps, then the filter, on rec (record->n_fields values: the
  * input fields decoded and validated, the others null). Strings the steps
  * build go to arena. On SL_STAGE_REJECT *why says which step failed and why.
- * NULL stages keep every record. Thread-safe. */
+ * reader is the calling lane's number (enrich: one reader per number at a
+ * time). NULL stages keep every record. Thread-safe. */
 sl_stage_result_t sl_stages_run(const sl_stages_t *st, sl_value_t *rec, sl_arena_t *arena,
-                                sl_reason_t *why);
+                                unsigned reader, sl_reason_t *why);
+/* Starts what steps need at run time (enrich tables kept current from a
+ * Kafka topic: loaded to their end before this returns). brokers: the
+ * source's. Returns 0, or -1 with err[256]. NULL stages: 0. */
+int sl_stages_start(sl_stages_t *st, const char *brokers, char *err);
 /* NULL is a no-op. */
 void sl_stages_destroy(sl_stages_t *st);
 

@@ -589,6 +589,17 @@ sl_stages_t *sl_stages_parse(const sl_node_t *transform, const sl_node_t *filter
     return st;
 }
 
+int sl_stages_start(sl_stages_t *st, const char *brokers, char *err)
+{
+    for (size_t i = 0; st != NULL && i < st->n_steps; i++) {
+        if (st->steps[i].enrich != NULL &&
+            sl_enrich_start(st->steps[i].enrich, brokers, err) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void sl_stages_destroy(sl_stages_t *st)
 {
     if (st == NULL) {
@@ -666,7 +677,7 @@ static const char *tf_lookup_run(const tf_step_t *st, const sl_value_t *v)
 }
 
 sl_stage_result_t sl_stages_run(const sl_stages_t *st, sl_value_t *rec, sl_arena_t *arena,
-                                sl_reason_t *why)
+                                unsigned reader, sl_reason_t *why)
 {
     if (st == NULL) {
         return SL_STAGE_KEEP;
@@ -686,7 +697,7 @@ sl_stage_result_t sl_stages_run(const sl_stages_t *st, sl_value_t *rec, sl_arena
             continue;
         }
         if (s->kind == TF_ENRICH) {
-            sl_enrich_run(s->enrich, rec);
+            sl_enrich_run(s->enrich, rec, arena, reader);
             continue;
         }
         if (s->kind == TF_LOOKUP) {

@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 v[i].is_null = true;
             }
             v[0] = (sl_value_t){.is_null = false, .u.i = k};
-            sl_enrich_run(e, v);
+            sl_enrich_run(e, v, NULL, 0);
         }
         sl_enrich_destroy(e);
     }

@@ -113,7 +113,7 @@ TEST(no_stages_keep_the_input_fields)
     CHECK_INT(fx.record.n_fields, fx.input.n_fields);
     CHECK_INT(field(&fx, "price"), 1);
     sl_reason_t why;
-    CHECK_INT(sl_stages_run(NULL, NULL, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(NULL, NULL, NULL, 0, &why), SL_STAGE_KEEP);
     fx_free(&fx);
 }
 
@@ -163,7 +163,7 @@ TEST(lookup_exact_alternatives_globs_and_default)
             rec[f] = VNULL;
         }
         rec[0] = vs(cases[i][0]);
-        CHECK_INT(sl_stages_run(fx.st, rec, &a, &why), SL_STAGE_KEEP);
+        CHECK_INT(sl_stages_run(fx.st, rec, &a, 0, &why), SL_STAGE_KEEP);
         CHECK(!rec[dept].is_null);
         if (!rec[dept].is_null) {
             char got[64];
@@ -176,7 +176,7 @@ TEST(lookup_exact_alternatives_globs_and_default)
     for (int f = 0; f < 7; f++) {
         rec[f] = VNULL;
     }
-    CHECK_INT(sl_stages_run(fx.st, rec, &a, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, &a, 0, &why), SL_STAGE_KEEP);
     CHECK(!rec[dept].is_null && rec[dept].u.s.len == 4);
     sl_arena_free(&a);
     fx_free(&fx);
@@ -197,7 +197,7 @@ TEST(lookup_exact_alternatives_globs_and_default)
             rec[f] = VNULL;
         }
         rec[0] = vs(globs[i][0]);
-        CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+        CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
         char got[64];
         snprintf(got, sizeof(got), "%.*s", (int)rec[g].u.s.len, rec[g].u.s.ptr);
         if (strcmp(got, globs[i][1]) != 0) {
@@ -214,7 +214,7 @@ TEST(lookup_exact_alternatives_globs_and_default)
         rec[f] = VNULL;
     }
     rec[0] = vs("b");
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK(rec[6].is_null);
     fx_free(&fx);
 }
@@ -248,19 +248,19 @@ TEST(set_computes_fields_in_order_and_filter_drops)
     rec[3] = vi(1);
     rec[4] = vi(2);
     rec[5] = vi(77);
-    CHECK_INT(sl_stages_run(fx.st, rec, &a, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, &a, 0, &why), SL_STAGE_KEEP);
     CHECK_INT(rec[ts].u.i, INT64_C(1486166400000000));
     CHECK_INT(rec[day].u.i, 17201); /* days from 1970-01-01 to 2017-02-04 */
     CHECK_INT(rec[cents].u.i, 1250);
     rec[4] = vi(1); /* the owner's own action */
-    CHECK_INT(sl_stages_run(fx.st, rec, &a, &why), SL_STAGE_DROP);
+    CHECK_INT(sl_stages_run(fx.st, rec, &a, 0, &why), SL_STAGE_DROP);
     rec[4] = vi(2);
     rec[5] = VNULL; /* no ad */
-    CHECK_INT(sl_stages_run(fx.st, rec, &a, &why), SL_STAGE_DROP);
+    CHECK_INT(sl_stages_run(fx.st, rec, &a, 0, &why), SL_STAGE_DROP);
     /* a value out of int32's range is rejected with the step in the reason */
     rec[5] = vi(77);
     rec[1].u.d = 1e12;
-    CHECK_INT(sl_stages_run(fx.st, rec, &a, &why), SL_STAGE_REJECT);
+    CHECK_INT(sl_stages_run(fx.st, rec, &a, 0, &why), SL_STAGE_REJECT);
     CHECK_CONTAINS(why.text, "set cents");
     sl_arena_free(&a);
     fx_free(&fx);
@@ -368,24 +368,24 @@ TEST(enrich_from_csv_by_int_key)
         rec[f] = VNULL;
     }
     rec[3] = vi(1);
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK_INT(rec[age].u.i, 34);
     CHECK_STR(str_of(&rec[gender], b, sizeof(b)), "f");
     CHECK_STR(str_of(&rec[loc], b, sizeof(b)), "Paris, France");
     rec[3] = vi(2);
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK(rec[age].is_null); /* an empty cell is null */
     CHECK_STR(str_of(&rec[loc], b, sizeof(b)), "say \"hi\"");
     rec[3] = vi(77);
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK_INT(rec[age].u.i, 51);
     CHECK(rec[gender].is_null);
     CHECK_STR(str_of(&rec[loc], b, sizeof(b)), "Berlin");
     rec[3] = vi(5); /* not in the table: every field null */
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK(rec[age].is_null && rec[gender].is_null && rec[loc].is_null);
     rec[3] = VNULL;
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK(rec[loc].is_null);
     fx_free(&fx);
 }
@@ -409,14 +409,14 @@ TEST(enrich_from_ndjson_by_string_key)
         rec[f] = VNULL;
     }
     rec[0] = vs("mug");
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK(!rec[w].is_null && rec[w].u.d == 0.35);
     CHECK(!rec[fr].is_null && rec[fr].u.b);
     rec[0] = vs("t-shirt");
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK(rec[w].u.d == 0.2 && rec[fr].is_null);
     rec[0] = vs("t-shirts");
-    CHECK_INT(sl_stages_run(fx.st, rec, NULL, &why), SL_STAGE_KEEP);
+    CHECK_INT(sl_stages_run(fx.st, rec, NULL, 0, &why), SL_STAGE_KEEP);
     CHECK(rec[w].is_null);
     fx_free(&fx);
 }
