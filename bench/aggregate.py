@@ -72,9 +72,11 @@ def fail(msg):
     sys.exit(1)
 
 
-def run_sluice(harness, cs, tmp, name, cfg, rep, M, want):
-    """One verified sluice run against a fresh node; returns its measurements."""
-    node = bc.Node(harness, tmp, f"node-{name}-{rep}")
+def run_sluice(harness, cs, tmp, name, cfg, rep, M, want, delay_ms=0):
+    """One verified sluice run against a fresh node (answering every request
+    delay_ms late); returns its measurements."""
+    node = bc.Node(harness, tmp, f"node-{name}-{rep}",
+                   ["--delay", str(delay_ms)] if delay_ms else [])
     try:
         env = dict(os.environ, GROUP=f"bench-{name}-{rep}", CQL_PORT=str(node.port))
         w, cpu, rss, rc, _, err = bc.run_usage(
@@ -110,6 +112,9 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--sites", type=int, default=10000)
     ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--node-delay-ms", type=int, default=0,
+                    help="the node answers every request this late: a node that absorbs "
+                         "fewer writes per second, like a real cluster (default 0)")
     a = ap.parse_args()
     os.environ["SLUICE_BUILD"] = os.path.abspath(a.build)
     import harness
@@ -145,7 +150,8 @@ def main():
                                 "out": 0, "cpu": cpu, "rss": rss, "node_cpu": 0.0,
                                 "node_rss": 0.0})
             for name, cfg in cfgs.items():
-                rows[name].append(run_sluice(harness, cs, tmp, name, cfg, rep, M, want))
+                rows[name].append(run_sluice(harness, cs, tmp, name, cfg, rep, M, want,
+                                             a.node_delay_ms))
             print(f"rep {rep}: " + "  ".join(
                 f"{k} {v[-1]['steady'] / 1e3:,.0f} k/s ({v[-1]['cpu']:.2f} s CPU, "
                 f"out {v[-1]['out']:,})" for k, v in rows.items()), file=sys.stderr, flush=True)
@@ -160,7 +166,9 @@ def main():
               "aggregate": "`sluice run --until-end`, aggregate (1s, 100k keys) -> counters",
               "per-message": "`sluice run --until-end`, one counter update per message"}
     print(f"\n{M:,} site events, {len(want):,} (date, site_id) groups, {a.partitions} "
-          f"partitions, median of {a.reps} (peak RSS: max)\n")
+          f"partitions, median of {a.reps} (peak RSS: max)"
+          + (f", the node answering every request {a.node_delay_ms} ms late"
+             if a.node_delay_ms else "") + "\n")
     print("| run | msgs/s, whole process | msgs/s, first record to end | rows written "
           "| writes/msg | CPU s | peak RSS MiB | node CPU s |")
     print("|---|---|---|---|---|---|---|---|")

@@ -107,14 +107,14 @@ def run_usage(args, env=None):
 class Node:
     """A fresh cqlnode with the schema; cpu() and hwm() read /proc."""
 
-    def __init__(self, harness, tmp, name):
+    def __init__(self, harness, tmp, name, extra=()):
         self.port = harness.free_port()
         self.ready = os.path.join(tmp, name + ".ready")
         self.dump_path = os.path.join(tmp, name + ".dump")
         schema = os.path.join(tmp, "schema.cql")
         self.proc = harness.Proc([harness.binary("cqlnode"), "--port", self.port, "--ready-file",
                                   self.ready, "--schema-file", schema, "--dump-file",
-                                  self.dump_path], name, tmp)
+                                  self.dump_path] + list(extra), name, tmp)
         harness.wait_until(lambda: os.path.exists(self.ready) or not self.proc.running(), 10,
                            "cqlnode's ready file")
         if not self.proc.running():

@@ -915,6 +915,7 @@ static void cs_usage(void)
                     "[--dump-file PATH] [--dump-stats] [--tokens T1,T2] [--cluster-name NAME] "
                     "[--dc DC] [--rack RACK] [--peer ADDR:PORT=T1[,T2...][@DC]]... "
                     "[--schema-file PATH] [--control-file PATH] [--lz4] [--max-protocol 3] "
+                    "[--delay MS (every response, like the control file's delay)] "
                     "[--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n");
 }
 
@@ -1215,6 +1216,8 @@ int main(int argc, char **argv)
         i++;
         if (strcmp(arg, "--port") == 0) {
             port = atoi(val);
+        } else if (strcmp(arg, "--delay") == 0) {
+            cs.delay_ms = (uint32_t)atoi(val);
         } else if (strcmp(arg, "--max-protocol") == 0) {
             cs.max_protocol = atoi(val);
             if (cs.max_protocol != 3 && cs.max_protocol != 4) {

@@ -2,7 +2,7 @@
 
   site      sluice-gen site events (1,000 groups) into the site_stats counter
             table twice: one counter update per message, and through
-            `aggregate` (delta). Both give exactly the totals sluice-gen
+            `aggregate` (delta: examples/site_stats_aggregate.yaml as written). Both give exactly the totals sluice-gen
             computed; the aggregated run writes at least 10x fewer rows
             (node stats); every offset is committed; invalid input is
             dead-lettered and not counted.
@@ -11,7 +11,7 @@
             then restarted to the end: no group is below its true total,
             and the events counted twice are at most one flush's records
             (the largest flush, computed from the produced order).
-  adstats   the ad-statistics job: filter (no owner actions, ad_id present)
+  adstats   the ad-statistics job (examples/ad_stats.yaml as written): filter (no owner actions, ad_id present)
             + dedup (event_id) + a daily count by (ad, Paris day, action)
             with a 2 h grace, over a stream crossing the 2024-10-27 DST
             change, with duplicates, filtered and late events. The counters
@@ -61,6 +61,15 @@ def node(tmp, name):
     return cs.Node(tmp, name, harness.free_port(), path)
 
 
+def example_env(broker, n, topic, group, tmp):
+    """The environment the examples read their addresses from."""
+    env = dict(os.environ)
+    env.update({"KAFKA_BROKERS": broker.bootstrap, "TOPIC": topic, "GROUP": group,
+                "CASSANDRA_PORT": str(n.port), "OUT_DIR": tmp,
+                "METRICS_LISTEN": f"127.0.0.1:{harness.free_port()}"})
+    return env
+
+
 def sc_site(c, tmp, broker):
     N, M = 60000, 40
     exp = os.path.join(tmp, "site.expected")
@@ -69,18 +78,21 @@ def sc_site(c, tmp, broker):
     c.check(gen["valid"] == N and gen["invalid"] == M, "site: generator produced N + M")
     want = cs.expected_totals(exp)
     runs = {}
-    for label, agg in (("plain", ""), ("aggregated", """aggregate:
-  group_by: [date, site_id]
-  compute: {views: sum(views), clicks: sum(clicks)}
-  flush_interval: 500ms
-""")):
+    for label, agg in (("plain", False), ("aggregated", True)):
         n = node(tmp, "site-" + label)
         try:
-            dlq = os.path.join(tmp, f"site-{label}.dlq")
-            cfg = cs.pipeline(tmp, "site-" + label, broker.bootstrap, "site", "site-" + label,
-                              st.SITE_SCHEMA + agg, cs.sink_yaml(n.port, "stats", cs.COUNTER_STMT),
-                              dlq)
-            with st.Sluice(cfg, tmp, name="sluice-site-" + label, until_end=True) as s:
+            if agg:
+                # examples/site_stats_aggregate.yaml as written
+                dlq = os.path.join(tmp, "site_events.dlq.jsonl")
+                cfg = os.path.join(harness.SRC, "examples", "site_stats_aggregate.yaml")
+                env = example_env(broker, n, "site", "site-" + label, tmp)
+            else:
+                dlq = os.path.join(tmp, f"site-{label}.dlq")
+                cfg = cs.pipeline(tmp, "site-" + label, broker.bootstrap, "site", "site-" + label,
+                                  st.SITE_SCHEMA, cs.sink_yaml(n.port, "stats", cs.COUNTER_STMT),
+                                  dlq)
+                env = None
+            with st.Sluice(cfg, tmp, name="sluice-site-" + label, until_end=True, env=env) as s:
                 rc = s.wait(120)
             c.check(rc == 0, f"site ({label}): --until-end exits 0", s.stderr()[-2000:])
             tables, stats = n.dump()
@@ -241,25 +253,6 @@ def ad_expected(stream):
     return counts, late, filtered, dups
 
 
-ADS_SCHEMA = """schema:
-  event_id: {type: string, required: true}
-  ad_id:    {type: int64}
-  owner_id: {type: int64, required: true}
-  user_id:  {type: int64, required: true}
-  action:   {type: string, required: true}
-  ts:       {type: timestamp, required: true}
-transform:
-  - set: {day: "date(ts, 'Europe/Paris')"}
-filter: "user_id != owner_id && ad_id != null"
-dedup: {key: [event_id], max_keys: 100000, ttl: 10m}
-aggregate:
-  group_by: [ad_id, day, action]
-  window: {field: ts, size: 1d, time_zone: Europe/Paris, grace: 2h, late: dead_letter}
-  compute: {n: count()}
-  flush_interval: 300ms
-"""
-
-
 def sc_adstats(c, tmp, broker):
     stream = ad_stream()
     # late events are never copied, so no copy of a dead-lettered first copy
@@ -272,12 +265,11 @@ def sc_adstats(c, tmp, broker):
                          delim="\t")
     n = node(tmp, "ads-node")
     try:
-        dlq = os.path.join(tmp, "ads.dlq")
-        stmt = ("UPDATE ad_stats SET n = n + :n WHERE ad_id = :ad_id AND day = :day AND "
-                "action = :action")
-        cfg = cs.pipeline(tmp, "ads", broker.bootstrap, "ads", "ads", ADS_SCHEMA,
-                          cs.sink_yaml(n.port, "stats", stmt), dlq)
-        with st.Sluice(cfg, tmp, name="sluice-ads", until_end=True) as s:
+        # examples/ad_stats.yaml as written
+        dlq = os.path.join(tmp, "ad_events.dlq.jsonl")
+        cfg = os.path.join(harness.SRC, "examples", "ad_stats.yaml")
+        with st.Sluice(cfg, tmp, name="sluice-ads", until_end=True,
+                       env=example_env(broker, n, "ads", "ads", tmp)) as s:
             rc = s.wait(120)
         err = s.stderr()
         c.check(rc == 0, "adstats: --until-end exits 0", err[-2000:])
