@@ -24,12 +24,12 @@ typedef struct en_table {
 typedef struct en_topic en_topic_t;
 
 struct sl_enrich {
-    size_t key_field;  /* the record's key field */
-    bool int_key;      /* int32/int64 key (else string) */
-    size_t n_out;      /* fields added */
-    size_t *out_field; /* their indexes in the record */
-    sl_type_t *types;  /* 1 + n_out: the key's (string or int64), then each field's */
-    char **names;      /* n_out field names */
+    size_t key_field;          /* the record's key field */
+    bool int_key;              /* int32/int64 key (else string) */
+    size_t n_out;              /* fields added */
+    size_t *out_field;         /* their indexes in the record */
+    sl_type_t *types;          /* 1 + n_out: the key's (string or int64), then each field's */
+    char **names;              /* n_out field names */
     _Atomic(en_table_t *) cur; /* the table lookups use */
     en_topic_t *topic;         /* topic: the table's source, NULL for a file */
 };

@@ -95,8 +95,7 @@ static et_kv_t *et_slot(en_topic_t *t, const char *key, size_t klen, uint64_t h)
     size_t mask = t->kv_cap - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         et_kv_t *s = &t->kv[i];
-        if (s->key == NULL ||
-            (s->hash == h && s->klen == klen && memcmp(s->key, key, klen) == 0)) {
+        if (s->key == NULL || (s->hash == h && s->klen == klen && memcmp(s->key, key, klen) == 0)) {
             return s;
         }
     }
@@ -168,9 +167,8 @@ static void et_bad(const sl_enrich_t *e, const rd_kafka_message_t *m, const char
     if (now - t->last_bad_log_ms >= 1000) {
         t->last_bad_log_ms = now;
         sl_log_warn("enrich", "table message ignored (the key keeps its previous value)",
-                    "topic=%s partition=%d offset=%lld reason=\"%s\" ignored_total=%llu",
-                    t->name, (int)m->partition, (long long)m->offset, why,
-                    (unsigned long long)t->bad);
+                    "topic=%s partition=%d offset=%lld reason=\"%s\" ignored_total=%llu", t->name,
+                    (int)m->partition, (long long)m->offset, why, (unsigned long long)t->bad);
     }
 }
 
