@@ -18,6 +18,7 @@
 #include "cql/cluster.h"
 #include "cql/routing.h"
 #include "sinks/cassandra_bind.h"
+#include "sinks/secret.h"
 #include "util/log.h"
 
 #define CASS_MAX_LANES 128
@@ -243,46 +244,8 @@ static void cass_fmt_ms(int64_t ms, char *out, size_t n)
 
 static int cass_read_password(const cass_opts_t *o, char **out, char *err)
 {
-    *out = NULL;
-    if (o->password_env && o->password_file) {
-        cass_errf(err, "sink.cassandra: both password_env and password_file are set: keep one");
+    if (sl_secret_read(o->password_env, o->password_file, "sink.cassandra", out, err) != 0) {
         return -1;
-    }
-    if (o->password_env) {
-        const char *p = getenv(o->password_env);
-        if (p == NULL) {
-            cass_errf(err,
-                      "sink.cassandra: password_env names %s, which is not set: export it with "
-                      "the password",
-                      o->password_env);
-            return -1;
-        }
-        *out = sl_xstrdup(p);
-    } else if (o->password_file) {
-        FILE *f = fopen(o->password_file, "r");
-        if (f == NULL) {
-            cass_errf(err,
-                      "sink.cassandra: cannot read password_file %s (%s): fix the path or its "
-                      "permissions",
-                      o->password_file, strerror(errno));
-            return -1;
-        }
-        sl_buf_t b = SL_BUF_INIT;
-        char chunk[256];
-        size_t got;
-        while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-            sl_buf_append(&b, chunk, got);
-        }
-        fclose(f);
-        while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r')) {
-            b.len--;
-        }
-        *out = sl_xstrndup(b.data ? b.data : "", b.len);
-        memset(chunk, 0, sizeof(chunk));
-        if (b.data) {
-            memset(b.data, 0, b.cap);
-        }
-        sl_buf_free(&b);
     }
     if (o->user && *out == NULL) {
         cass_errf(err,
