@@ -9,6 +9,8 @@ pkgs=(
   liblz4-dev                             # LZ4 frame compression of the CQL client
   libssl-dev openssl                     # TLS of the CQL client; openssl makes test certificates
   libxxhash-dev                          # xxh3() in expressions
+  libpq-dev                              # the PostgreSQL sink
+  postgresql                             # a real PostgreSQL 15 for its tests (run as user postgres)
   tzdata                                 # time zones of day()/hour() in expressions (/usr/share/zoneinfo)
   kcat python3
   python3-cassandra                      # an independent CQL driver that checks the CQL test node

@@ -57,6 +57,19 @@ static int cmd_check(int argc, char **argv)
     }
     sl_config_t cfg;
     int rc = cmd_load(argv[1], &cfg);
+    if (rc == 0 && cfg.sink->check != NULL) {
+        /* the sink's server, when reachable: e.g. table columns against the schema */
+        sl_pipeline_info_t info = {cfg.kafka.brokers, cfg.kafka.group, cfg.out,
+                                   cfg.path,          cfg.sink_node,   cfg.agg != NULL};
+        char err[256] = "";
+        int c = cfg.sink->check(cfg.sink_opts, &info, err);
+        if (c == 1) {
+            fprintf(stderr, "sluice: warning: %s: %s (checked again at start)\n", argv[1], err);
+        } else if (c != 0) {
+            fprintf(stderr, "sluice: %s: %s\n", argv[1], err);
+            rc = -1;
+        }
+    }
     if (rc == 0) {
         printf("%s: ok\n", argv[1]);
     }

@@ -208,6 +208,7 @@ static sl_part_t *lane_part_get(sl_lane_t *lane, const char *topic, int32_t part
     p->partition = partition;
     p->stored = -1;
     p->end = -1;
+    p->skip_below = -1;
     p->slot = (uint32_t)lane->n_parts;
     sl_wm_init(&p->wm);
     if (lane->n_parts == lane->cap_parts) {
@@ -970,6 +971,13 @@ static size_t lane_consume(sl_lane_t *lane)
         switch (sl_stages_run(lane->cfg->stages, sl_batch_values(b, k), &b->arena,
                               (unsigned)lane->id, &why)) {
         case SL_STAGE_KEEP:
+            if (msg->offset < p->skip_below) {
+                /* an exactly-once sink wrote it before a restart */
+                SL_M_ADD(&lane->m, agg_replayed, 1);
+                n_dedup++;
+                rec_done(b, k);
+                break;
+            }
             if (lane->dedup == NULL) {
                 lane->cur_idx[n_valid++] = k;
                 break;
@@ -1034,6 +1042,7 @@ static void lane_do_assign(sl_lane_t *lane, void *arg)
         p->state = SL_PART_ACTIVE;
         p->stored = -1;
         p->end = r->end;
+        p->skip_below = r->skip_below;
         p->paused = false;
         if (lane->agg != NULL) {
             (void)sl_agg_restore(lane->agg, p->slot, p->gen, r->meta, strlen(r->meta));

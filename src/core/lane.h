@@ -29,8 +29,9 @@ typedef struct sl_part {
     uint32_t gen;  /* bumped on every revoke: results for older records are ignored */
     uint32_t slot; /* index in the lane's partitions (aggregation pins by it) */
     sl_wm_t wm;
-    int64_t stored; /* last offset handed to rd_kafka_offsets_store(), -1 none */
-    int64_t end;    /* --until-end target, -1 unknown */
+    int64_t stored;     /* last offset handed to rd_kafka_offsets_store(), -1 none */
+    int64_t end;        /* --until-end target, -1 unknown */
+    int64_t skip_below; /* exactly-once sink: written below this offset (-1: none) */
     bool paused;
 } sl_part_t;
 
@@ -44,6 +45,10 @@ typedef struct sl_part_req {
     /* assign: in, revoke: out: the committed offset's metadata (aggregate
      * absolute mode; "" otherwise) */
     char meta[96];
+    /* assign: records below this offset were written by an exactly-once
+     * sink: skip those that would be written again (-1: none) */
+    int64_t skip_below;
+    int64_t committed; /* assign: the Kafka committed offset read for it (-1: none/unknown) */
 } sl_part_req_t;
 
 /* A request from the main thread that the lane completes asynchronously;

@@ -166,19 +166,62 @@ static void pl_committed_meta(sl_pipeline_t *pl, const rd_kafka_topic_partition_
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
     rd_kafka_resp_err_t err = rd_kafka_committed(pl->rk, l, 10000);
     if (err) {
-        sl_log_warn("kafka",
-                    "cannot read the committed offsets' metadata: windows written before a "
-                    "restart may be rewritten with partial totals",
+        sl_log_warn("kafka", "cannot read the committed offsets (and their metadata)",
                     "error=\"%s\"", rd_kafka_err2str(err));
     }
     for (int i = 0; !err && i < l->cnt; i++) {
         const rd_kafka_topic_partition_t *tp = &l->elems[i];
+        reqs[i].committed = tp->offset >= 0 ? tp->offset : -1;
         if (tp->metadata_size > 0 && tp->metadata_size < sizeof(reqs[i].meta)) {
             memcpy(reqs[i].meta, tp->metadata, tp->metadata_size);
             reqs[i].meta[tp->metadata_size] = '\0';
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* An exactly-once sink's stored offsets: where to start when Kafka has no
+ * committed offset, and below which records were written already. The sink
+ * must answer: without it, exactly-once cannot be kept, so Sluice retries
+ * for revoke_timeout and then stops. */
+static void pl_stored_offsets(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
+                              sl_part_req_t *reqs)
+{
+    size_t n = (size_t)parts->cnt;
+    const char **topics = sl_xcalloc(n + 1, sizeof(char *));
+    int32_t *ps = sl_xcalloc(n + 1, sizeof(int32_t));
+    int64_t *next = sl_xcalloc(n + 1, sizeof(int64_t));
+    for (size_t i = 0; i < n; i++) {
+        topics[i] = parts->elems[i].topic;
+        ps[i] = parts->elems[i].partition;
+    }
+    char err[256] = "";
+    int64_t deadline = sl_now_ms() + pl->cfg->runtime.revoke_timeout_ms;
+    int rc;
+    while ((rc = pl->cfg->sink->stored_offsets(pl->sink_shared, topics, ps, next, n, err)) != 0 &&
+           sl_now_ms() < deadline && !pl_signal) {
+        sl_log_warn(pl->cfg->sink_name, "cannot read the offsets stored with the data: retrying",
+                    "error=\"%s\"", err);
+        struct timespec ts = {0, 500 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (rc != 0) {
+        sl_log_error(pl->cfg->sink_name,
+                     "cannot read the offsets stored with the data: stopping, as exactly-once "
+                     "cannot be kept without them (check the sink's server and restart)",
+                     "error=\"%s\"", err);
+        pl->fatal = true;
+        pl_signal = SIGTERM;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        reqs[i].skip_below = next[i];
+        if (reqs[i].committed < 0 && next[i] >= 0) {
+            parts->elems[i].offset = next[i]; /* Kafka has none: the sink's */
+        }
+    }
+    free(topics);
+    free(ps);
+    free(next);
 }
 
 static void pl_assign(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts, bool coop)
@@ -198,15 +241,18 @@ static void pl_assign(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
             end = pp->end;
         }
         pthread_mutex_unlock(&pl->mu);
-        reqs[i] = (sl_part_req_t){tp->topic, tp->partition, end, -1, ""};
+        reqs[i] = (sl_part_req_t){tp->topic, tp->partition, end, -1, "", -1, -1};
         /* the partition's messages go to its lane's queue from now on */
         rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(pl->rk, tp->topic, tp->partition);
         int lane = sl_pipeline_lane_of(pl, tp->topic, tp->partition);
         rd_kafka_queue_forward(pq, sl_lane_queue(pl->lanes[lane]));
         rd_kafka_queue_destroy(pq);
     }
-    if (pl_agg_meta(pl)) {
+    if (pl_agg_meta(pl) || pl->cfg->sink->stored_offsets) {
         pl_committed_meta(pl, parts, reqs);
+    }
+    if (pl->cfg->sink->stored_offsets) {
+        pl_stored_offsets(pl, parts, reqs);
     }
     sl_lane_req_t req;
     sl_lane_req_init(&req, pl->n_lanes, reqs, (size_t)parts->cnt);
@@ -242,7 +288,8 @@ static void pl_revoke(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
     bool lost = rd_kafka_assignment_lost(pl->rk);
     sl_part_req_t *reqs = sl_xcalloc((size_t)parts->cnt + 1, sizeof(*reqs));
     for (int i = 0; i < parts->cnt; i++) {
-        reqs[i] = (sl_part_req_t){parts->elems[i].topic, parts->elems[i].partition, -1, -1, ""};
+        reqs[i] =
+            (sl_part_req_t){parts->elems[i].topic, parts->elems[i].partition, -1, -1, "", -1, -1};
     }
     sl_lane_req_t req;
     sl_lane_req_init(&req, pl->n_lanes, reqs, (size_t)parts->cnt);
@@ -589,8 +636,8 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts)
         pl->n_lanes = (int)SL_MAX(1, SL_MIN(n, 64));
     }
 
-    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group, cfg->out, cfg->path,
-                               cfg->sink_node};
+    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group, cfg->out,
+                               cfg->path,          cfg->sink_node,   cfg->agg != NULL};
     if (cfg->sink->init(&pl->sink_shared, cfg->sink_opts, &info, err) != 0) {
         sl_log_error(cfg->sink_name, err, NULL);
         goto out;

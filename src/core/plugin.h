@@ -36,6 +36,7 @@ typedef struct sl_pipeline_info {
     const sl_schema_t *schema;
     const char *config_path;    /* for "file:line:" in errors */
     const sl_node_t *sink_node; /* the sink's option map (lines for errors), or NULL */
+    bool aggregate;             /* the sink gets aggregate flush rows, not records */
 } sl_pipeline_info_t;
 
 typedef struct sl_sink_plugin {
@@ -47,6 +48,11 @@ typedef struct sl_sink_plugin {
     int (*init)(void **shared, const void *opts, const sl_pipeline_info_t *info, char *err);
     /* Once per lane. Returns 0 or -1 with err set. */
     int (*open)(void **ctx, void *shared, const sl_plugin_env_t *env, char *err);
+    /* For `sluice check`: what init checks against the server (e.g. the
+     * table's column types), changing nothing. Returns 0, -1 with err (a
+     * problem), or 1 with err when the server cannot be reached (a warning:
+     * init checks again at start). May be NULL. */
+    int (*check)(const void *opts, const sl_pipeline_info_t *info, char *err);
     /* Offers records idx[0..n) of batch; returns how many it took (a prefix).
      * It must report exactly one result per taken record, later or now.
      * Taking fewer than n means "full": the lane pauses its partitions and
@@ -64,6 +70,14 @@ typedef struct sl_sink_plugin {
     /* Called right after the lane's poll() returns with the entries pollfds
      * filled and their revents (also after a timeout). May be NULL. */
     void (*io)(void *ctx, const struct pollfd *fds, int n);
+    /* Exactly-once sinks, which store the Kafka offsets with the data: fills
+     * next[i] with the offset stored for partition (topics[i],
+     * partitions[i]), or -1 for none. Called on assignment (main thread):
+     * Sluice consumes from the Kafka committed offset (or next[i] when
+     * Kafka has none) and skips records below next[i] that would be
+     * written (they were). Returns 0, or -1 with err[256]. May be NULL. */
+    int (*stored_offsets)(void *shared, const char *const *topics, const int32_t *partitions,
+                          int64_t *next, size_t n, char *err);
     /* For /readyz: can the sink take writes now? NULL means always. Any thread. */
     bool (*ready)(void *shared);
     /* Appends the sink's own Prometheus metrics (HELP/TYPE lines included) to

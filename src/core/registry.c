@@ -4,11 +4,12 @@
 #include "core/plugin.h"
 #include "util/common.h"
 
-extern const sl_sink_plugin_t sl_sink_null, sl_sink_stdout, sl_sink_file, sl_sink_cassandra;
+extern const sl_sink_plugin_t sl_sink_null, sl_sink_stdout, sl_sink_file, sl_sink_cassandra,
+    sl_sink_postgres;
 extern const sl_dlq_plugin_t sl_dlq_kafka, sl_dlq_file;
 
-const sl_sink_plugin_t *const sl_sink_plugins[] = {&sl_sink_stdout, &sl_sink_file, &sl_sink_null,
-                                                   &sl_sink_cassandra, NULL};
+const sl_sink_plugin_t *const sl_sink_plugins[] = {
+    &sl_sink_stdout, &sl_sink_file, &sl_sink_null, &sl_sink_cassandra, &sl_sink_postgres, NULL};
 const sl_dlq_plugin_t *const sl_dlq_plugins[] = {&sl_dlq_kafka, &sl_dlq_file, NULL};
 
 static const sl_sink_plugin_t *registry_extra[4];

@@ -31,9 +31,8 @@ int sl_secret_read(const char *env, const char *file, const char *who, char **ou
     }
     FILE *f = fopen(file, "r");
     if (f == NULL) {
-        snprintf(err, 256,
-                 "%s: cannot read password_file %s (%s): fix the path or its permissions", who,
-                 file, strerror(errno));
+        snprintf(err, 256, "%s: cannot read password_file %s (%s): fix the path or its permissions",
+                 who, file, strerror(errno));
         return -1;
     }
     sl_buf_t b = SL_BUF_INIT;

@@ -1,0 +1,426 @@
+/* The PostgreSQL sink's worker thread (one per lane): runs each job as one
+ * transaction (rows, and with exactly_once the partitions' next offsets),
+ * retries it whole on connection loss, serialization failure, deadlock or
+ * shutdown of the server, and isolates rows PostgreSQL rejects (data errors)
+ * by bisection under savepoints so the others still commit. Results go back
+ * to the lane thread as a posted closure. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sinks/pg_int.h"
+#include "util/log.h"
+
+typedef enum { PT_OK = 0, PT_RETRY, PT_DATA, PT_ALL } pt_rc_t;
+
+/* Server notices ("relation ... already exists, skipping") go to the debug
+ * log, not to stderr. */
+static void pg_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    sl_log_debug("sink.postgres", "server notice", "notice=\"%.*s\"", (int)strcspn(msg, "\n"),
+                 msg);
+}
+
+PGconn *pg_connect(const pg_shared_t *sh, char *err)
+{
+    /* expand_dbname: the first value (dbname) is the user's conninfo string */
+    PGconn *c = PQconnectdbParams((const char *const *)sh->kw, (const char *const *)sh->val, 1);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        const char *m = c ? PQerrorMessage(c) : "out of memory";
+        size_t n = strcspn(m, "\n");
+        snprintf(err, 256, "%.*s", (int)SL_MIN(n, 200), m);
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, pg_notice, NULL);
+    return c;
+}
+
+void pg_job_free(pg_job_t *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < j->n; i++) {
+        free(j->rows[i].reason);
+    }
+    free(j->rows);
+    free(j->off);
+    free(j->offs);
+    sl_buf_free(&j->text);
+    free(j);
+}
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+/* What a failed result means for the transaction. */
+static pt_rc_t pt_classify(PGconn *c, const PGresult *r)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (st == NULL || PQstatus(c) != CONNECTION_OK) {
+        return PT_RETRY; /* the connection went away */
+    }
+    if (strncmp(st, "08", 2) == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0 ||
+        strncmp(st, "57P", 3) == 0 || strcmp(st, "57014") == 0 || strcmp(st, "55P03") == 0 ||
+        strncmp(st, "53", 2) == 0 || strncmp(st, "58", 2) == 0) {
+        return PT_RETRY; /* connection, serialization, deadlock, shutdown, resources */
+    }
+    if (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0) {
+        return PT_DATA; /* this row's values: find it */
+    }
+    return PT_ALL; /* the statement itself (privileges, a dropped column): every row */
+}
+
+/* "postgres: SQLSTATE 23514: new row ... violates check constraint ..." */
+static char *pt_reason(const PGresult *r, PGconn *c)
+{
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char buf[300];
+    snprintf(buf, sizeof(buf), "postgres: SQLSTATE %s: %s", st ? st : "?",
+             m ? m : PQerrorMessage(c));
+    buf[strcspn(buf, "\n")] = '\0';
+    return sl_xstrdup(buf);
+}
+
+static bool pt_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    return ok;
+}
+
+/* ---- writing rows ----------------------------------------------------------------------------- */
+
+/* Keys remembered per upsert statement (twice its most rows). */
+#define PT_SEEN 2048
+
+/* Rows per INSERT statement: PostgreSQL takes at most 65535 parameters. */
+static size_t pt_chunk(const pg_shared_t *sh)
+{
+    return SL_MIN((size_t)1000, 65535 / sh->n_cols);
+}
+
+/* Runs rows [lo, hi) of j: INSERT statements of up to pt_chunk rows, or one
+ * COPY. Returns NULL, or the failed result (caller clears). */
+static PGresult *pt_write(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
+{
+    const pg_shared_t *sh = s->sh;
+    if (sh->mode == PG_COPY) {
+        PGresult *r = PQexec(s->conn, sh->copy_sql);
+        if (PQresultStatus(r) != PGRES_COPY_IN) {
+            return r;
+        }
+        PQclear(r);
+        size_t a = j->off[lo], b = j->off[hi];
+        int ok = PQputCopyData(s->conn, j->text.data + a, (int)(b - a)) == 1;
+        ok = PQputCopyEnd(s->conn, ok ? NULL : "sluice: putCopyData failed") == 1 && ok;
+        r = PQgetResult(s->conn);
+        PGresult *extra;
+        while ((extra = PQgetResult(s->conn)) != NULL) {
+            PQclear(extra);
+        }
+        if (ok && PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            return NULL;
+        }
+        return r;
+    }
+    size_t chunk = pt_chunk(sh), nc = sh->n_cols;
+    const char **vals = sl_xmalloc(chunk * nc * sizeof(char *));
+    uint64_t seen[PT_SEEN];
+    sl_buf_t sql = SL_BUF_INIT;
+    PGresult *fail = NULL;
+    for (size_t at = lo, n; at < hi && fail == NULL; at += n) {
+        n = SL_MIN(chunk, hi - at);
+        if (sh->mode == PG_UPSERT) {
+            /* one statement cannot update a row twice (SQLSTATE 21000): a
+             * key seen again starts the next statement */
+            memset(seen, 0, sizeof(seen));
+            for (size_t r = 0; r < n; r++) {
+                uint64_t k = j->rows[at + r].key | 1; /* 0 marks an empty slot */
+                size_t slot = (size_t)k % PT_SEEN;
+                while (seen[slot] != 0 && seen[slot] != k) {
+                    slot = (slot + 1) % PT_SEEN;
+                }
+                if (seen[slot] == k) {
+                    n = r;
+                    break;
+                }
+                seen[slot] = k;
+            }
+        }
+        sql.len = 0;
+        sl_buf_puts(&sql, sh->insert_head);
+        for (size_t r = 0; r < n; r++) {
+            sl_buf_puts(&sql, r ? ",(" : "(");
+            for (size_t k = 0; k < nc; k++) {
+                sl_buf_printf(&sql, "%s$%zu", k ? "," : "", r * nc + k + 1);
+                size_t o = j->off[(at + r) * nc + k];
+                vals[r * nc + k] = o == SIZE_MAX ? NULL : j->text.data + o;
+            }
+            sl_buf_putc(&sql, ')');
+        }
+        sl_buf_puts(&sql, sh->insert_tail);
+        PGresult *r = PQexecParams(s->conn, sql.data, (int)(n * nc), NULL, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fail = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    sl_buf_free(&sql);
+    free(vals);
+    return fail;
+}
+
+/* Writes rows [lo, hi) under a savepoint, splitting on data errors until
+ * each failing row is found and marked rejected. */
+static pt_rc_t pt_bisect(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
+{
+    if (!pt_exec(s->conn, "SAVEPOINT sl_rows")) {
+        return PT_RETRY;
+    }
+    PGresult *r = pt_write(s, j, lo, hi);
+    if (r == NULL) {
+        return pt_exec(s->conn, "RELEASE SAVEPOINT sl_rows") ? PT_OK : PT_RETRY;
+    }
+    pt_rc_t rc = pt_classify(s->conn, r);
+    if (rc == PT_RETRY || !pt_exec(s->conn, "ROLLBACK TO SAVEPOINT sl_rows")) {
+        PQclear(r);
+        return PT_RETRY;
+    }
+    if (hi - lo == 1 || rc == PT_ALL) {
+        for (size_t i = lo; i < hi; i++) {
+            j->rows[i].rejected = true;
+            j->rows[i].reason = pt_reason(r, s->conn);
+        }
+        PQclear(r);
+        return PT_OK;
+    }
+    PQclear(r);
+    size_t mid = lo + (hi - lo) / 2;
+    rc = pt_bisect(s, j, lo, mid);
+    return rc == PT_OK ? pt_bisect(s, j, mid, hi) : rc;
+}
+
+/* Stores the job's partitions' next offsets (exactly_once). */
+static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
+{
+    const pg_shared_t *sh = s->sh;
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4) "
+             "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
+             "EXCLUDED.next_offset",
+             sh->offsets_q);
+    for (size_t i = 0; i < j->n_offs; i++) {
+        char part[16], next[24];
+        snprintf(part, sizeof(part), "%d", (int)j->offs[i].partition);
+        snprintf(next, sizeof(next), "%lld", (long long)j->offs[i].next);
+        const char *v[4] = {sh->group, j->offs[i].topic, part, next};
+        PGresult *r = PQexecParams(s->conn, sql, 4, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            return r;
+        }
+        PQclear(r);
+    }
+    return NULL;
+}
+
+/* One attempt at the job's transaction. bisect: find the rejected rows. */
+static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        free(j->rows[i].reason);
+        j->rows[i].reason = NULL;
+        j->rows[i].rejected = false;
+    }
+    if (!pt_exec(s->conn, "BEGIN")) {
+        return PT_RETRY;
+    }
+    pt_rc_t rc = PT_OK;
+    if (bisect) {
+        rc = pt_bisect(s, j, 0, j->n);
+    } else {
+        PGresult *r = pt_write(s, j, 0, j->n);
+        if (r != NULL) {
+            rc = pt_classify(s->conn, r);
+            PQclear(r);
+            rc = rc == PT_ALL ? PT_DATA : rc;
+        }
+    }
+    if (rc == PT_OK && s->sh->eos) {
+        PGresult *r = pt_offsets(s, j);
+        if (r != NULL) {
+            /* the offsets table itself failed: not the rows' fault */
+            sl_log_warn(s->sh->name, "storing offsets failed: retrying the transaction",
+                        "error=\"%s\"", PQresultErrorMessage(r));
+            PQclear(r);
+            rc = PT_RETRY;
+        }
+    }
+    if (rc != PT_OK) {
+        (void)pt_exec(s->conn, "ROLLBACK");
+        return rc;
+    }
+    PGresult *r = PQexec(s->conn, "COMMIT");
+    rc = PQresultStatus(r) == PGRES_COMMAND_OK ? PT_OK : PT_RETRY;
+    PQclear(r);
+    return rc;
+}
+
+/* ---- the thread -------------------------------------------------------------------------------- */
+
+/* Sleeps ms unless asked to stop; returns true if stopping. */
+static bool pt_wait(pg_sink_t *s, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!s->stop) {
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
+static void pt_log(pg_sink_t *s, const char *what, const char *detail)
+{
+    int64_t now = sl_now_ms();
+    if (now - s->last_log_ms >= 1000) {
+        s->last_log_ms = now;
+        sl_log_warn(s->sh->name, what, "error=\"%s\"", detail);
+    }
+}
+
+/* Runs j until it commits (or Sluice stops: then false, nothing reported
+ * as written). */
+static bool pt_run(pg_sink_t *s, pg_job_t *j)
+{
+    pg_shared_t *sh = s->sh;
+    int64_t backoff = sh->backoff_ms;
+    for (;;) {
+        if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+            char err[256];
+            PQfinish(s->conn);
+            s->conn = pg_connect(sh, err);
+            if (s->conn == NULL) {
+                atomic_store(&sh->healthy, false);
+                pt_log(s, "cannot connect: retrying (records wait, the source is paused)", err);
+                if (pt_wait(s, backoff)) {
+                    return false;
+                }
+                backoff = SL_MIN(backoff * 2, sh->backoff_max_ms);
+                continue;
+            }
+            atomic_fetch_add(&sh->reconnects, 1);
+        }
+        pt_rc_t rc = pt_txn(s, j, false);
+        if (rc == PT_DATA) {
+            rc = pt_txn(s, j, true);
+        }
+        if (rc == PT_OK) {
+            atomic_store(&sh->healthy, true);
+            atomic_fetch_add(&sh->txns, 1);
+            return true;
+        }
+        atomic_fetch_add(&sh->retries, 1);
+        pt_log(s, "transaction failed: retrying it whole",
+               s->conn ? PQerrorMessage(s->conn) : "no connection");
+        if (PQstatus(s->conn) != CONNECTION_OK) {
+            PQfinish(s->conn);
+            s->conn = NULL;
+        }
+        if (pt_wait(s, backoff)) {
+            return false;
+        }
+        backoff = SL_MIN(backoff * 2, sh->backoff_max_ms);
+    }
+}
+
+/* On the lane thread: the job's results. */
+static void pt_done(sl_lane_t *lane, void *arg)
+{
+    (void)lane;
+    pg_job_t *j = arg;
+    pg_sink_t *s = j->owner;
+    for (size_t i = 0; i < j->n; i++) {
+        pg_row_t *r = &j->rows[i];
+        if (j->first_ms < 0) {
+            sl_batch_result(r->batch, r->idx, SL_STATUS_RETRY, NULL); /* abandoned at stop */
+        } else if (r->rejected) {
+            atomic_fetch_add(&s->sh->rejected, 1);
+            sl_batch_result(r->batch, r->idx, SL_STATUS_REJECT, r->reason);
+        } else {
+            sl_batch_result(r->batch, r->idx, SL_STATUS_OK, NULL);
+        }
+    }
+    pg_job_free(j);
+    s->in_flight = false;
+    if (s->closed) {
+        free(s);
+    }
+}
+
+static void *pt_main(void *arg)
+{
+    pg_sink_t *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->todo == NULL && !s->stop) {
+            pthread_cond_wait(&s->cv, &s->mu);
+        }
+        pg_job_t *j = s->todo;
+        s->todo = NULL;
+        bool stop = s->stop;
+        pthread_mutex_unlock(&s->mu);
+        if (j == NULL && stop) {
+            break;
+        }
+        if (!pt_run(s, j)) {
+            j->first_ms = -1; /* not written: offered again after a restart */
+        }
+        sl_lane_post(s->lane, pt_done, j);
+    }
+    PQfinish(s->conn);
+    s->conn = NULL;
+    return NULL;
+}
+
+int pg_worker_start(pg_sink_t *s, char *err)
+{
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->thr, NULL, pt_main, s) != 0) {
+        snprintf(err, 256, "%s: cannot start the worker thread", s->sh->name);
+        return -1;
+    }
+    s->started = true;
+    return 0;
+}
+
+void pg_worker_stop(pg_sink_t *s)
+{
+    if (!s->started) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thr, NULL);
+    s->started = false;
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+}

@@ -1,0 +1,833 @@
+/* The PostgreSQL sink (libpq): options, the column mapping checked against
+ * the table at start, and the lane side that fills jobs (one transaction
+ * each) for the lane's worker thread (pg_txn.c). Modes: insert, upsert
+ * (ON CONFLICT ... DO UPDATE, per column overwrite or add) and copy. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/metrics.h"
+#include "sinks/pg_int.h"
+#include "sinks/secret.h"
+#include "util/log.h"
+
+typedef struct pg_opts {
+    char *conninfo;
+    char *password_env, *password_file;
+    char *table;
+    int mode;
+    sl_strlist_t key;
+    sl_strlist_t add;
+    sl_strmap_t columns;
+    bool create_table;
+    bool exactly_once;
+    char *offsets_table;
+    int64_t max_rows;
+    int64_t max_delay_ms;
+    int64_t connect_timeout_ms;
+} pg_opts_t;
+
+static const char *const pg_modes[] = {"insert", "upsert", "copy", NULL};
+
+#define PG_OPT(f) offsetof(pg_opts_t, f)
+static const sl_option_t pg_options[] = {
+    {"conninfo", SL_OPT_STRING, PG_OPT(conninfo), NULL, true, 0, 0, NULL,
+     "libpq connection string, e.g. \"host=db port=5432 dbname=stats user=sluice\" (no "
+     "password here: use password_env or password_file)."},
+    {"password_env", SL_OPT_STRING, PG_OPT(password_env), NULL, false, 0, 0, NULL,
+     "Name of an environment variable holding the password (never logged)."},
+    {"password_file", SL_OPT_STRING, PG_OPT(password_file), NULL, false, 0, 0, NULL,
+     "File holding the password (a trailing newline is stripped; never logged)."},
+    {"table", SL_OPT_STRING, PG_OPT(table), NULL, true, 0, 0, NULL,
+     "Target table, optionally schema-qualified (schema.table)."},
+    {"mode", SL_OPT_ENUM, PG_OPT(mode), "insert", false, 0, 0, pg_modes,
+     "`insert` (multi-row INSERT), `upsert` (INSERT ... ON CONFLICT (key) DO UPDATE) or `copy` "
+     "(COPY FROM STDIN, for append-only tables)."},
+    {"key", SL_OPT_STRLIST, PG_OPT(key), NULL, false, 0, 0, NULL,
+     "upsert: the conflict columns (a unique index or primary key on exactly these)."},
+    {"add", SL_OPT_STRLIST, PG_OPT(add), NULL, false, 0, 0, NULL,
+     "upsert: columns that add instead of overwrite (`views = t.views + EXCLUDED.views`), e.g. "
+     "for the delta sums of `aggregate`."},
+    {"columns", SL_OPT_STRMAP, PG_OPT(columns), NULL, false, 0, 0, NULL,
+     "Column -> record field; default: every field to the column of the same name."},
+    {"create_table", SL_OPT_BOOL, PG_OPT(create_table), "false", false, 0, 0, NULL,
+     "Create the table from the schema if it does not exist (primary key: `key`)."},
+    {"exactly_once", SL_OPT_BOOL, PG_OPT(exactly_once), "false", false, 0, 0, NULL,
+     "Store the Kafka offsets in offsets_table in the same transaction as the rows."},
+    {"offsets_table", SL_OPT_STRING, PG_OPT(offsets_table), "sluice_offsets", false, 0, 0, NULL,
+     "exactly_once: the table of (group_id, topic, partition, next_offset); created if "
+     "missing."},
+    {"max_rows", SL_OPT_INT, PG_OPT(max_rows), "5000", false, 1, 1000000, NULL,
+     "Rows per transaction at most."},
+    {"max_delay", SL_OPT_DURATION, PG_OPT(max_delay_ms), "100ms", false, 0, 60000, NULL,
+     "How long rows wait for more before their transaction starts."},
+    {"connect_timeout", SL_OPT_DURATION, PG_OPT(connect_timeout_ms), "10s", false, 1000,
+     600000, NULL, "Connection timeout (libpq connect_timeout)."},
+};
+
+static const sl_option_table_t pg_table = {
+    "sink.postgres",
+    "PostgreSQL through libpq: one transaction per batch of rows, retried whole on connection "
+    "loss, serialization failure or deadlock; rows PostgreSQL rejects (constraint, invalid "
+    "input, value too long) are found by bisection and dead-lettered with their SQLSTATE, the "
+    "others commit.",
+    pg_options, SL_ARRAY_LEN(pg_options)};
+
+/* ---- identifiers and SQL -------------------------------------------------------------------- */
+
+/* Appends name as a quoted identifier; "schema.table" quotes each part. */
+static void pg_ident(sl_buf_t *b, const char *name, bool qualified)
+{
+    const char *dot = qualified ? strchr(name, '.') : NULL;
+    if (dot != NULL) {
+        char *schema = sl_xstrndup(name, (size_t)(dot - name));
+        pg_ident(b, schema, false);
+        free(schema);
+        sl_buf_putc(b, '.');
+        name = dot + 1;
+    }
+    sl_buf_putc(b, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"') {
+            sl_buf_putc(b, '"');
+        }
+        sl_buf_putc(b, *p);
+    }
+    sl_buf_putc(b, '"');
+}
+
+static char *pg_ident_dup(const char *name, bool qualified)
+{
+    sl_buf_t b = SL_BUF_INIT;
+    pg_ident(&b, name, qualified);
+    return b.data;
+}
+
+/* PostgreSQL types that take a field of type t (by typname). */
+static bool pg_type_ok(sl_type_t t, const char *typname, char typtype)
+{
+    static const char *const ints32[] = {"int4", "int8", "numeric", "float8", NULL};
+    static const char *const ints64[] = {"int8", "numeric", NULL};
+    static const char *const doubles[] = {"float4", "float8", "numeric", NULL};
+    static const char *const strings[] = {"text", "varchar", "bpchar", "name", "json", "jsonb",
+                                          "uuid", "citext", "inet", "cidr", "xml", NULL};
+    static const char *const dates[] = {"date", "timestamp", "timestamptz", NULL};
+    static const char *const stamps[] = {"timestamptz", "timestamp", NULL};
+    static const char *const bools[] = {"bool", NULL};
+    const char *const *ok = t == SL_TYPE_INT32    ? ints32
+                            : t == SL_TYPE_INT64  ? ints64
+                            : t == SL_TYPE_DOUBLE ? doubles
+                            : t == SL_TYPE_STRING ? strings
+                            : t == SL_TYPE_DATE   ? dates
+                            : t == SL_TYPE_BOOL   ? bools
+                                                  : stamps;
+    if (t == SL_TYPE_STRING && typtype == 'e') {
+        return true; /* an enum takes its labels as text */
+    }
+    for (size_t i = 0; ok[i]; i++) {
+        if (strcmp(ok[i], typname) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *pg_type_for(sl_type_t t)
+{
+    switch (t) {
+    case SL_TYPE_INT32:
+        return "integer";
+    case SL_TYPE_INT64:
+        return "bigint";
+    case SL_TYPE_DOUBLE:
+        return "double precision";
+    case SL_TYPE_BOOL:
+        return "boolean";
+    case SL_TYPE_DATE:
+        return "date";
+    case SL_TYPE_TIMESTAMP:
+        return "timestamptz";
+    default:
+        return "text";
+    }
+}
+
+/* ---- init ------------------------------------------------------------------------------------ */
+
+static int pg_err(char *err, const char *fmt, ...) SL_PRINTF(2, 3);
+static int pg_err(char *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, 256, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static pg_col_t *pg_col_find(pg_shared_t *sh, const char *name)
+{
+    for (size_t i = 0; i < sh->n_cols; i++) {
+        if (strcmp(sh->cols[i].name, name) == 0) {
+            return &sh->cols[i];
+        }
+    }
+    return NULL;
+}
+
+/* The column mapping from the options and the record schema. */
+static int pg_map(pg_shared_t *sh, const pg_opts_t *o, const sl_schema_t *schema, char *err)
+{
+    sh->cols = sl_xcalloc(schema->n_fields + o->columns.n + 1, sizeof(pg_col_t));
+    if (o->columns.n > 0) {
+        for (size_t i = 0; i < o->columns.n; i++) {
+            const char *f = o->columns.values[i];
+            int fi = sl_schema_find(schema, f, strlen(f));
+            if (fi < 0) {
+                return pg_err(err, "sink.postgres: columns.%s names field '%s', which the record "
+                              "does not have", o->columns.keys[i], f);
+            }
+            sh->cols[sh->n_cols++] = (pg_col_t){sl_xstrdup(o->columns.keys[i]), (size_t)fi,
+                                                schema->fields[fi].type, false};
+        }
+    } else {
+        for (size_t f = 0; f < schema->n_fields; f++) {
+            if (!schema->fields[f].hidden) {
+                sh->cols[sh->n_cols++] = (pg_col_t){sl_xstrdup(schema->fields[f].name), f,
+                                                    schema->fields[f].type, false};
+            }
+        }
+    }
+    sh->key_fields = sl_xcalloc(o->key.n + 1, sizeof(size_t));
+    for (size_t i = 0; i < o->key.n; i++) {
+        const pg_col_t *c = pg_col_find(sh, o->key.items[i]);
+        if (c == NULL) {
+            return pg_err(err, "sink.postgres: key column '%s' is not one of the columns written",
+                          o->key.items[i]);
+        }
+        sh->key_fields[sh->n_key++] = c->field;
+    }
+    for (size_t i = 0; i < o->add.n; i++) {
+        pg_col_t *c = pg_col_find(sh, o->add.items[i]);
+        if (c == NULL) {
+            return pg_err(err, "sink.postgres: add column '%s' is not one of the columns written",
+                          o->add.items[i]);
+        }
+        if (c->type != SL_TYPE_INT32 && c->type != SL_TYPE_INT64 && c->type != SL_TYPE_DOUBLE) {
+            return pg_err(err, "sink.postgres: add column '%s' takes field of type %s: only "
+                          "numbers add", c->name, sl_type_name(c->type));
+        }
+        c->add = true;
+    }
+    if (o->mode == PG_UPSERT && o->key.n == 0) {
+        return pg_err(err, "sink.postgres: mode upsert needs key: [the conflict columns]");
+    }
+    if (o->mode != PG_UPSERT && (o->key.n > 0 || o->add.n > 0) && !o->create_table) {
+        return pg_err(err, "sink.postgres: key and add go with mode: upsert");
+    }
+    return 0;
+}
+
+/* The statements' text. */
+static void pg_sql(pg_shared_t *sh, const pg_opts_t *o)
+{
+    sl_buf_t b = SL_BUF_INIT;
+    sl_buf_printf(&b, "INSERT INTO %s AS sl_t (", sh->table_q);
+    for (size_t i = 0; i < sh->n_cols; i++) {
+        if (i) {
+            sl_buf_putc(&b, ',');
+        }
+        pg_ident(&b, sh->cols[i].name, false);
+    }
+    sl_buf_puts(&b, ") VALUES ");
+    sh->insert_head = b.data;
+    sl_buf_t t = SL_BUF_INIT;
+    sl_buf_puts(&t, "");
+    if (o->mode == PG_UPSERT) {
+        sl_buf_puts(&t, " ON CONFLICT (");
+        for (size_t i = 0; i < o->key.n; i++) {
+            if (i) {
+                sl_buf_putc(&t, ',');
+            }
+            pg_ident(&t, o->key.items[i], false);
+        }
+        sl_buf_puts(&t, ") DO ");
+        size_t set = 0;
+        for (size_t i = 0; i < sh->n_cols; i++) {
+            const pg_col_t *c = &sh->cols[i];
+            bool is_key = false;
+            for (size_t k = 0; k < o->key.n; k++) {
+                is_key |= strcmp(o->key.items[k], c->name) == 0;
+            }
+            if (is_key) {
+                continue;
+            }
+            sl_buf_puts(&t, set++ ? ", " : "UPDATE SET ");
+            pg_ident(&t, c->name, false);
+            sl_buf_puts(&t, " = ");
+            if (c->add) {
+                sl_buf_puts(&t, "sl_t.");
+                pg_ident(&t, c->name, false);
+                sl_buf_puts(&t, " + ");
+            }
+            sl_buf_puts(&t, "EXCLUDED.");
+            pg_ident(&t, c->name, false);
+        }
+        if (set == 0) {
+            sl_buf_puts(&t, "NOTHING");
+        }
+    }
+    sh->insert_tail = t.data;
+    sl_buf_t c = SL_BUF_INIT;
+    sl_buf_printf(&c, "COPY %s (", sh->table_q);
+    for (size_t i = 0; i < sh->n_cols; i++) {
+        if (i) {
+            sl_buf_putc(&c, ',');
+        }
+        pg_ident(&c, sh->cols[i].name, false);
+    }
+    sl_buf_puts(&c, ") FROM STDIN");
+    sh->copy_sql = c.data;
+}
+
+/* Checks the table against the mapping (creating it or the offsets table
+ * if asked). Returns 0 or -1 with err. */
+static int pg_check_table(pg_shared_t *sh, const pg_opts_t *o, PGconn *c, bool dry, char *err)
+{
+    const char *v[1] = {sh->table_q};
+    PGresult *r = PQexecParams(
+        c,
+        "SELECT a.attname, t.typname, t.typtype, a.attnotnull AND NOT a.atthasdef "
+        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+        1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_err(err, "sink.postgres: reading table %s failed: %s", o->table,
+               PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    if (PQntuples(r) == 0 && o->create_table && dry) {
+        PQclear(r);
+        return 0; /* created at start */
+    }
+    if (PQntuples(r) == 0 && o->create_table) {
+        PQclear(r);
+        sl_buf_t b = SL_BUF_INIT;
+        sl_buf_printf(&b, "CREATE TABLE IF NOT EXISTS %s (", sh->table_q);
+        for (size_t i = 0; i < sh->n_cols; i++) {
+            sl_buf_puts(&b, i ? ", " : "");
+            pg_ident(&b, sh->cols[i].name, false);
+            sl_buf_printf(&b, " %s", pg_type_for(sh->cols[i].type));
+        }
+        for (size_t i = 0; i < o->key.n; i++) {
+            sl_buf_puts(&b, i ? ", " : ", PRIMARY KEY (");
+            pg_ident(&b, o->key.items[i], false);
+        }
+        sl_buf_puts(&b, o->key.n ? "))" : ")");
+        r = PQexec(c, b.data);
+        sl_buf_free(&b);
+        int rc = PQresultStatus(r) == PGRES_COMMAND_OK
+                     ? 0
+                     : pg_err(err, "sink.postgres: creating table %s failed: %s", o->table,
+                              PQresultErrorMessage(r));
+        PQclear(r);
+        return rc == 0 ? pg_check_table(sh, o, c, dry, err) : -1;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return pg_err(err, "sink.postgres: table %s does not exist: create it, or set "
+                      "create_table: true", o->table);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < sh->n_cols && rc == 0; i++) {
+        const pg_col_t *col = &sh->cols[i];
+        int row = -1;
+        for (int k = 0; k < PQntuples(r); k++) {
+            if (strcmp(PQgetvalue(r, k, 0), col->name) == 0) {
+                row = k;
+            }
+        }
+        if (row < 0) {
+            rc = pg_err(err, "sink.postgres: table %s has no column '%s': add it, or map the "
+                        "field elsewhere with columns:", o->table, col->name);
+        } else if (!pg_type_ok(col->type, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2)[0])) {
+            rc = pg_err(err, "sink.postgres: column %s.%s is %s but field '%s' is %s: change the "
+                        "column's type (%s fits) or the field's", o->table, col->name,
+                        PQgetvalue(r, row, 1), col->name, sl_type_name(col->type),
+                        pg_type_for(col->type));
+        }
+    }
+    for (int k = 0; k < PQntuples(r) && rc == 0; k++) {
+        if (PQgetvalue(r, k, 3)[0] == 't' && pg_col_find(sh, PQgetvalue(r, k, 0)) == NULL) {
+            rc = pg_err(err, "sink.postgres: column %s.%s is NOT NULL without a default and "
+                        "no field is written to it: map one with columns:", o->table,
+                        PQgetvalue(r, k, 0));
+        }
+    }
+    PQclear(r);
+    if (rc == 0 && o->mode == PG_UPSERT) {
+        /* the server checks ON CONFLICT's target against the table's indexes */
+        sl_buf_t b = SL_BUF_INIT;
+        sl_buf_puts(&b, "PREPARE sl_check AS ");
+        sl_buf_puts(&b, sh->insert_head);
+        sl_buf_putc(&b, '(');
+        for (size_t i = 0; i < sh->n_cols; i++) {
+            sl_buf_printf(&b, "%s$%zu", i ? "," : "", i + 1);
+        }
+        sl_buf_putc(&b, ')');
+        sl_buf_puts(&b, sh->insert_tail);
+        r = PQexec(c, b.data);
+        sl_buf_free(&b);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            rc = pg_err(err, "sink.postgres: the upsert into %s is refused: %s", o->table,
+                        PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+        }
+        PQclear(r);
+        PQclear(PQexec(c, "DEALLOCATE sl_check"));
+    }
+    if (rc == 0 && sh->eos && !dry) {
+        sl_buf_t b = SL_BUF_INIT;
+        sl_buf_printf(&b,
+                      "CREATE TABLE IF NOT EXISTS %s (group_id text NOT NULL, topic text NOT "
+                      "NULL, partition integer NOT NULL, next_offset bigint NOT NULL, "
+                      "PRIMARY KEY (group_id, topic, partition))",
+                      sh->offsets_q);
+        r = PQexec(c, b.data);
+        sl_buf_free(&b);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            rc = pg_err(err, "sink.postgres: creating offsets table %s failed: %s",
+                        o->offsets_table, PQresultErrorMessage(r));
+        }
+        PQclear(r);
+    }
+    if (rc != 0) {
+        err[strcspn(err, "\n")] = '\0';
+    }
+    return rc;
+}
+
+static void pg_fini(void *shared);
+
+/* init, or with dry (sluice check) only the checks: nothing is created.
+ * Returns 0, -1 with err, or (dry) 1 when the server cannot be reached. */
+static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *info, bool dry,
+                    char *err)
+{
+    const pg_opts_t *o = opts;
+    pg_shared_t *sh = sl_xcalloc(1, sizeof(*sh));
+    *shared = sh;
+    sh->name = sl_xstrdup("sink.postgres");
+    sh->mode = o->mode;
+    sh->eos = o->exactly_once;
+    sh->group = sl_xstrdup(info->source_group ? info->source_group : "");
+    sh->max_rows = o->max_rows;
+    sh->schema = info->schema;
+    sh->max_delay_ms = o->max_delay_ms;
+    sh->backoff_ms = 100;
+    sh->backoff_max_ms = 10000;
+    sh->table_q = pg_ident_dup(o->table, true);
+    sh->offsets_q = pg_ident_dup(o->offsets_table, true);
+    atomic_init(&sh->healthy, true);
+    char *password = NULL;
+    if (o->exactly_once && info->aggregate) {
+        pg_err(err, "sink.postgres: exactly_once with aggregate is not built yet: use "
+               "exactly_once without aggregate, or aggregate with upsert add (at-least-once: "
+               "a crash re-applies at most one flush)");
+        pg_fini(sh);
+        *shared = NULL;
+        return -1;
+    }
+    if (sl_secret_read(o->password_env, o->password_file, "sink.postgres", &password, err) != 0 ||
+        pg_map(sh, o, info->schema, err) != 0) {
+        free(password);
+        pg_fini(sh);
+        *shared = NULL;
+        return -1;
+    }
+    char timeout[24];
+    snprintf(timeout, sizeof(timeout), "%lld", (long long)(o->connect_timeout_ms / 1000));
+    const char *kw[] = {"dbname", "connect_timeout", "application_name", "password", NULL};
+    const char *val[] = {o->conninfo, timeout, "sluice", password, NULL};
+    size_t n = password ? 4 : 3;
+    sh->kw = sl_xcalloc(n + 1, sizeof(char *));
+    sh->val = sl_xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        sh->kw[i] = sl_xstrdup(kw[i]);
+        sh->val[i] = sl_xstrdup(val[i]); /* dbname=conninfo: expanded by libpq */
+    }
+    free(password);
+    pg_sql(sh, o);
+    PGconn *c = pg_connect(sh, err);
+    if (c == NULL) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", err);
+        pg_err(err, "sink.postgres: cannot connect (%s): check conninfo and that the server "
+               "runs", why);
+        pg_fini(sh);
+        *shared = NULL;
+        return dry ? 1 : -1;
+    }
+    int rc = pg_check_table(sh, o, c, dry, err);
+    PQfinish(c);
+    if (rc != 0) {
+        pg_fini(sh);
+        *shared = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int pg_init(void **shared, const void *opts, const sl_pipeline_info_t *info, char *err)
+{
+    return pg_setup(shared, opts, info, false, err);
+}
+
+static int pg_check(const void *opts, const sl_pipeline_info_t *info, char *err)
+{
+    void *sh = NULL;
+    int rc = pg_setup(&sh, opts, info, true, err);
+    pg_fini(sh);
+    return rc;
+}
+
+static void pg_fini(void *shared)
+{
+    pg_shared_t *sh = shared;
+    if (sh == NULL) {
+        return;
+    }
+    for (size_t i = 0; sh->kw && sh->kw[i]; i++) {
+        memset(sh->val[i], 0, strlen(sh->val[i])); /* the password among them */
+        free(sh->kw[i]);
+        free(sh->val[i]);
+    }
+    free(sh->kw);
+    free(sh->val);
+    for (size_t i = 0; i < sh->n_cols; i++) {
+        free(sh->cols[i].name);
+    }
+    free(sh->cols);
+    free(sh->key_fields);
+    free(sh->insert_head);
+    free(sh->insert_tail);
+    free(sh->copy_sql);
+    free(sh->table_q);
+    free(sh->offsets_q);
+    free(sh->group);
+    free(sh->name);
+    free(sh);
+}
+
+/* ---- the lane side ---------------------------------------------------------------------------- */
+
+static int pg_open(void **ctx, void *shared, const sl_plugin_env_t *env, char *err)
+{
+    pg_sink_t *s = sl_xcalloc(1, sizeof(*s));
+    s->sh = shared;
+    s->lane = env->lane;
+    if (pg_worker_start(s, err) != 0) {
+        free(s);
+        return -1;
+    }
+    *ctx = s;
+    return 0;
+}
+
+/* Appends value v of type t as PostgreSQL text input (no quoting). */
+static void pg_text(sl_buf_t *b, const sl_value_t *v, sl_type_t t)
+{
+    char d[11];
+    switch (t) {
+    case SL_TYPE_STRING:
+        sl_buf_append(b, v->u.s.ptr, v->u.s.len);
+        return;
+    case SL_TYPE_DOUBLE:
+        sl_buf_printf(b, "%.17g", v->u.d);
+        return;
+    case SL_TYPE_BOOL:
+        sl_buf_putc(b, v->u.b ? 't' : 'f');
+        return;
+    case SL_TYPE_DATE:
+        sl_date_format(v->u.i, d);
+        sl_buf_puts(b, d);
+        return;
+    case SL_TYPE_TIMESTAMP: {
+        int64_t us = v->u.i, day = us / INT64_C(86400000000);
+        int64_t rem = us % INT64_C(86400000000);
+        if (rem < 0) {
+            rem += INT64_C(86400000000);
+            day--;
+        }
+        sl_date_format(day, d);
+        int64_t s = rem / 1000000;
+        sl_buf_printf(b, "%s %02d:%02d:%02d.%06d+00", d, (int)(s / 3600), (int)(s / 60 % 60),
+                      (int)(s % 60), (int)(rem % 1000000));
+        return;
+    }
+    default:
+        sl_buf_printf(b, "%" PRId64, v->u.i);
+        return;
+    }
+}
+
+/* COPY text format: backslash escapes for the few bytes that need them. */
+static void pg_copy_text(sl_buf_t *b, const sl_value_t *v, sl_type_t t)
+{
+    if (t != SL_TYPE_STRING) {
+        pg_text(b, v, t);
+        return;
+    }
+    for (size_t i = 0; i < v->u.s.len; i++) {
+        char ch = v->u.s.ptr[i];
+        const char *esc = ch == '\\' ? "\\\\" : ch == '\t' ? "\\t" : ch == '\n' ? "\\n"
+                                            : ch == '\r'   ? "\\r"
+                                                           : NULL;
+        if (esc) {
+            sl_buf_puts(b, esc);
+        } else {
+            sl_buf_putc(b, ch);
+        }
+    }
+}
+
+static void pg_job_off(pg_job_t *j, size_t off)
+{
+    if (j->n_off == j->cap_off) {
+        j->cap_off = j->cap_off ? j->cap_off * 2 : 1024;
+        j->off = sl_xrealloc(j->off, j->cap_off * sizeof(size_t));
+    }
+    j->off[j->n_off++] = off;
+}
+
+/* Notes the record's partition offset (exactly_once: the next offset to
+ * store is one past the highest row of the job). */
+static void pg_job_note_offset(pg_job_t *j, sl_batch_t *b, uint32_t idx)
+{
+    sl_origin_t o;
+    sl_batch_origin(b, idx, &o);
+    if (o.offset < 0) {
+        return;
+    }
+    for (size_t i = 0; i < j->n_offs; i++) {
+        if (j->offs[i].partition == o.partition && strcmp(j->offs[i].topic, o.topic) == 0) {
+            j->offs[i].next = SL_MAX(j->offs[i].next, o.offset + 1);
+            return;
+        }
+    }
+    if (j->n_offs == j->cap_offs) {
+        j->cap_offs = j->cap_offs ? j->cap_offs * 2 : 8;
+        j->offs = sl_xrealloc(j->offs, j->cap_offs * sizeof(pg_off_t));
+    }
+    j->offs[j->n_offs++] = (pg_off_t){(char *)o.topic, o.partition, o.offset + 1};
+}
+
+static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
+{
+    const pg_shared_t *sh = s->sh;
+    if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 256;
+        j->rows = sl_xrealloc(j->rows, j->cap * sizeof(pg_row_t));
+    }
+    const sl_value_t *v = sl_batch_values(b, idx);
+    uint64_t key = sh->mode == PG_UPSERT
+                       ? sl_schema_hash(sh->schema, v, sh->key_fields, sh->n_key, 0)
+                       : 0;
+    j->rows[j->n++] = (pg_row_t){b, idx, key, false, NULL};
+    if (sh->mode == PG_COPY) {
+        if (j->n_off == 0) {
+            pg_job_off(j, 0);
+        }
+        for (size_t k = 0; k < sh->n_cols; k++) {
+            const pg_col_t *c = &sh->cols[k];
+            if (k) {
+                sl_buf_putc(&j->text, '\t');
+            }
+            if (v[c->field].is_null) {
+                sl_buf_puts(&j->text, "\\N");
+            } else {
+                pg_copy_text(&j->text, &v[c->field], c->type);
+            }
+        }
+        sl_buf_putc(&j->text, '\n');
+        pg_job_off(j, j->text.len);
+    } else {
+        for (size_t k = 0; k < sh->n_cols; k++) {
+            const pg_col_t *c = &sh->cols[k];
+            if (v[c->field].is_null) {
+                pg_job_off(j, SIZE_MAX);
+            } else {
+                pg_job_off(j, j->text.len);
+                pg_text(&j->text, &v[c->field], c->type);
+                sl_buf_putc(&j->text, '\0');
+            }
+        }
+    }
+    if (sh->eos) {
+        pg_job_note_offset(j, b, idx);
+    }
+}
+
+/* Hands the current job to the worker if it is free. */
+static void pg_dispatch(pg_sink_t *s)
+{
+    if (s->cur == NULL || s->cur->n == 0 || s->in_flight) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->todo = s->cur;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    s->cur = NULL;
+    s->in_flight = true;
+    s->flush = false;
+}
+
+static size_t pg_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t n)
+{
+    pg_sink_t *s = ctx;
+    size_t took = 0;
+    while (took < n) {
+        if (s->cur != NULL && (int64_t)s->cur->n >= s->sh->max_rows) {
+            pg_dispatch(s);
+            if (s->cur != NULL) {
+                break; /* full: the worker is busy */
+            }
+        }
+        if (s->cur == NULL) {
+            s->cur = sl_xcalloc(1, sizeof(pg_job_t));
+            s->cur->owner = s;
+            s->cur->first_ms = sl_now_ms();
+        }
+        pg_job_add(s, s->cur, b, idx[took++]);
+    }
+    if (s->cur != NULL && (int64_t)s->cur->n >= s->sh->max_rows) {
+        pg_dispatch(s);
+    }
+    return took;
+}
+
+static void pg_poll(void *ctx)
+{
+    pg_sink_t *s = ctx;
+    if (s->cur != NULL && (s->flush || sl_now_ms() - s->cur->first_ms >= s->sh->max_delay_ms)) {
+        pg_dispatch(s);
+    }
+}
+
+static void pg_flush(void *ctx)
+{
+    pg_sink_t *s = ctx;
+    s->flush = true;
+    pg_dispatch(s);
+}
+
+static int pg_pollfds(void *ctx, struct pollfd *fds, int max, int *timeout_ms)
+{
+    (void)fds;
+    (void)max;
+    pg_sink_t *s = ctx;
+    if (s->cur != NULL && !s->in_flight) {
+        int64_t due = s->cur->first_ms + s->sh->max_delay_ms - sl_now_ms();
+        *timeout_ms = (int)SL_MAX(0, SL_MIN(due, *timeout_ms));
+    }
+    return 0;
+}
+
+static int pg_stored_offsets(void *shared, const char *const *topics, const int32_t *partitions,
+                             int64_t *next, size_t n, char *err)
+{
+    pg_shared_t *sh = shared;
+    for (size_t i = 0; i < n; i++) {
+        next[i] = -1;
+    }
+    if (!sh->eos) {
+        return 0;
+    }
+    char why[256];
+    PGconn *c = pg_connect(sh, why);
+    if (c == NULL) {
+        return pg_err(err, "sink.postgres: cannot connect (%s)", why);
+    }
+    sl_buf_t q = SL_BUF_INIT;
+    sl_buf_printf(&q, "SELECT next_offset FROM %s WHERE group_id = $1 AND topic = $2 AND "
+                  "partition = $3", sh->offsets_q);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)partitions[i]);
+        const char *v[3] = {sh->group, topics[i], part};
+        PGresult *r = PQexecParams(c, q.data, 3, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = pg_err(err, "sink.postgres: reading %s failed: %s", sh->offsets_q,
+                        PQresultErrorMessage(r));
+        } else if (PQntuples(r) == 1) {
+            next[i] = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        }
+        PQclear(r);
+    }
+    sl_buf_free(&q);
+    PQfinish(c);
+    return rc;
+}
+
+static bool pg_ready(void *shared)
+{
+    return atomic_load(&((pg_shared_t *)shared)->healthy);
+}
+
+static void pg_metrics(void *shared, sl_buf_t *out)
+{
+    pg_shared_t *sh = shared;
+    sl_prom_header(out, "sluice_postgres_transactions_total", "counter",
+                   "Transactions committed by the PostgreSQL sink.");
+    sl_buf_printf(out, "sluice_postgres_transactions_total %llu\n",
+                  (unsigned long long)atomic_load(&sh->txns));
+    sl_prom_header(out, "sluice_postgres_retries_total", "counter",
+                   "Transactions retried whole (connection loss, serialization failure, "
+                   "deadlock, server shutdown).");
+    sl_buf_printf(out, "sluice_postgres_retries_total %llu\n",
+                  (unsigned long long)atomic_load(&sh->retries));
+    sl_prom_header(out, "sluice_postgres_rejected_total", "counter",
+                   "Rows PostgreSQL rejected (dead-lettered with their SQLSTATE).");
+    sl_buf_printf(out, "sluice_postgres_rejected_total %llu\n",
+                  (unsigned long long)atomic_load(&sh->rejected));
+}
+
+static void pg_close(void *ctx)
+{
+    pg_sink_t *s = ctx;
+    pg_worker_stop(s); /* it took any job handed to it and posted its results */
+    if (s->cur != NULL) {
+        for (size_t i = 0; i < s->cur->n; i++) {
+            sl_batch_result(s->cur->rows[i].batch, s->cur->rows[i].idx, SL_STATUS_RETRY, NULL);
+        }
+        pg_job_free(s->cur);
+        s->cur = NULL;
+    }
+    if (s->in_flight) {
+        s->closed = true; /* its results are posted: the last of them frees s */
+    } else {
+        free(s);
+    }
+}
+
+const sl_sink_plugin_t sl_sink_postgres = {
+    .name = "postgres",
+    .options = &pg_table,
+    .opts_size = sizeof(pg_opts_t),
+    .init = pg_init,
+    .check = pg_check,
+    .open = pg_open,
+    .submit = pg_submit,
+    .poll = pg_poll,
+    .flush = pg_flush,
+    .pollfds = pg_pollfds,
+    .io = NULL,
+    .stored_offsets = pg_stored_offsets,
+    .ready = pg_ready,
+    .metrics = pg_metrics,
+    .close = pg_close,
+    .fini = pg_fini,
+};

@@ -1,0 +1,301 @@
+"""The PostgreSQL sink end to end: dev broker -> `sluice run` -> a real
+PostgreSQL 15 (tests/integration/pg.py), each scenario with its own table,
+topic and consumer group.
+
+  counters   site_stats through upsert with `add`: exact totals; invalid
+             input dead-lettered, not counted
+  modes      store events through insert and through copy: every row exactly
+             once, values (strings with tabs, backslashes, quotes; nulls)
+             intact
+  rejects    a CHECK constraint: the violating rows are dead-lettered with
+             SQLSTATE 23514, every other row commits (insert and copy)
+  fire       exactly_once under fire: sluice killed (-9) at 10 points in the
+             middle of writing and restarted each time, then run to the end:
+             totals exactly equal to the input. The same checker, with
+             exactly_once off (offsets committed to Kafka only) and 3 kills,
+             must see duplicates, or it proves nothing
+  restart    PostgreSQL restarted mid-stream (exactly_once): nothing lost,
+             nothing twice, transactions retried
+  types      a column whose type does not take the field: `sluice check`
+             names it, `sluice run` refuses to start"""
+
+import collections
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import pg  # noqa: E402
+import sluicetest as st  # noqa: E402
+import test_cassandra_sink as cs  # noqa: E402
+
+SITE_TABLE = ("CREATE TABLE {t} (date date, site_id integer, views bigint, clicks bigint, "
+              "PRIMARY KEY (date, site_id))")
+
+
+def config(tmp, name, broker, topic, schema, sink, runtime="{log_level: info}",
+           session="session.timeout.ms: 6000, heartbeat.interval.ms: 500"):
+    path = os.path.join(tmp, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(f"""source:
+  kafka:
+    brokers: {broker}
+    topics: [{topic}]
+    group: {name}
+    properties: {{{session}}}
+{schema}dead_letter: {{file: {{path: {tmp}/{name}.dlq.jsonl}}}}
+sink:
+  postgres:
+{sink}runtime: {runtime}
+""")
+    return path
+
+
+def pg_sink(db, table, **opts):
+    lines = [f'conninfo: "{db.conninfo}"', f"table: {table}"]
+    lines += [f"{k}: {v}" for k, v in opts.items()]
+    return "".join(f"    {x}\n" for x in lines)
+
+
+def site_totals(db, table):
+    return {(d, int(s)): (int(v), int(c))
+            for d, s, v, c in db.sql(f"SELECT date, site_id, views, clicks FROM {table}")}
+
+
+def run_to_end(c, cfg, tmp, name, label):
+    with st.Sluice(cfg, tmp, name=name, until_end=True) as s:
+        rc = s.wait(300)
+    c.check(rc == 0, f"{label}: --until-end exits 0", s.stderr()[-2000:])
+    return s.stderr()
+
+
+def sc_counters(c, tmp, broker, db):
+    N, M = 30000, 40
+    db.sql(SITE_TABLE.format(t="site_counters"))
+    exp = os.path.join(tmp, "counters.expected")
+    harness.run_gen(broker.bootstrap, "counters", count=N, invalid=M, seed=8, expected_file=exp,
+                    extra=["--sites", "100", "--days", "5"])
+    cfg = config(tmp, "counters", broker.bootstrap, "counters", st.SITE_SCHEMA,
+                 pg_sink(db, "site_counters", mode="upsert", key="[date, site_id]",
+                         add="[views, clicks]"))
+    run_to_end(c, cfg, tmp, "sluice-counters", "counters")
+    want, got = cs.expected_totals(exp), site_totals(db, "site_counters")
+    c.check(got == want, "counters: per (date, site_id) totals are exact",
+            cs.totals_diff(want, got))
+    c.check(len(cs.read_dlq(os.path.join(tmp, "counters.dlq.jsonl"))) == M,
+            "counters: exactly the invalid messages are dead-lettered")
+
+
+STORE_SCHEMA = """schema:
+  name:  {type: string, required: true}
+  price: {type: double, required: true}
+  dept:  {type: string}
+  seen:  {type: timestamp}
+"""
+
+
+def store_events(n, seed, bad_every=0):
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        e = {"name": f"item-{seed}-{i:06d}", "price": round(rnd.uniform(0, 500), 2)}
+        if i % 5:
+            e["dept"] = rnd.choice(["garden", "tab\there", "back\\slash", "quote'\"", "üñí"])
+        if i % 3 == 0:
+            e["seen"] = f"2024-10-27T0{i % 10}:00:00.123456Z"
+        if bad_every and i % bad_every == 7:
+            e["price"] = 5000 + i  # violates CHECK (price < 1000)
+        out.append(e)
+    return out
+
+
+def produce(broker, topic, events, key="name"):
+    harness.kcat_produce(broker.bootstrap, topic, [(str(e[key]), json.dumps(e))
+                                                   for e in events], delim="\t")
+
+
+def store_rows(db, table):
+    return {r[0]: (float(r[1]), r[2], r[3])
+            for r in db.sql(f"SELECT name, price, dept, "
+                            f"to_char(seen AT TIME ZONE 'UTC', 'HH24:MI:SS.US') FROM {table}")}
+
+
+def want_store(events):
+    return {e["name"]: (e["price"], e.get("dept"),
+                        e["seen"][11:26] if "seen" in e else None) for e in events}
+
+
+def sc_modes(c, tmp, broker, db):
+    for mode in ("insert", "copy"):
+        table, topic = f"store_{mode}", f"store-{mode}"
+        db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision, dept text, "
+               "seen timestamptz)")
+        events = store_events(8000, seed=len(mode))
+        produce(broker, topic, events)
+        cfg = config(tmp, f"modes-{mode}", broker.bootstrap, topic, STORE_SCHEMA,
+                     pg_sink(db, table, mode=mode, max_rows=700))
+        run_to_end(c, cfg, tmp, f"sluice-{mode}", mode)
+        want, got = want_store(events), store_rows(db, table)
+        bad = [k for k in want if got.get(k) != want[k]]
+        c.check(len(got) == len(want) and not bad, f"{mode}: every row once, values intact",
+                [(k, want[k], got.get(k)) for k in bad[:3]])
+
+
+def sc_rejects(c, tmp, broker, db):
+    for mode in ("insert", "copy"):
+        table, topic = f"checked_{mode}", f"checked-{mode}"
+        db.sql(f"CREATE TABLE {table} (name text, price double precision CHECK (price < 1000), "
+               "dept text, seen timestamptz)")
+        events = store_events(3000, seed=10 + len(mode), bad_every=97)
+        produce(broker, topic, events)
+        cfg = config(tmp, f"rejects-{mode}", broker.bootstrap, topic, STORE_SCHEMA,
+                     pg_sink(db, table, mode=mode, max_rows=500))
+        run_to_end(c, cfg, tmp, f"sluice-rejects-{mode}", mode)
+        good = [e for e in events if e["price"] < 1000]
+        bad = {e["name"] for e in events if e["price"] >= 1000}
+        got = store_rows(db, table)
+        c.check(set(got) == {e["name"] for e in good} and len(bad) > 10,
+                f"rejects ({mode}): every other row committed ({len(got)} of {len(good)})")
+        dlq = cs.read_dlq(os.path.join(tmp, f"rejects-{mode}.dlq.jsonl"))
+        c.check({json.loads(d["payload"])["name"] for d in dlq} == bad
+                and all("SQLSTATE 23514" in d["reason"] for d in dlq),
+                f"rejects ({mode}): exactly the {len(bad)} violating rows are dead-lettered with "
+                "SQLSTATE 23514", [d["reason"] for d in dlq[:2]])
+
+
+def kill_runs(c, cfg, tmp, db, table, label, kills):
+    """Starts sluice `kills` times, each killed (-9) once rows are being
+    written (the table grew since it started); returns how many kills landed
+    while writing."""
+    rnd = random.Random(len(label))
+    landed = 0
+
+    def count():  # grows with every transaction (upserts add views)
+        return int(db.sql(f"SELECT coalesce(sum(views), 0) + count(*) FROM {table}")[0][0])
+    for i in range(kills):
+        before = count()
+        with st.Sluice(cfg, tmp, name=f"sluice-{label}-{i}") as s:
+            try:
+                harness.wait_until(lambda: count() > before or not s.running(), 60,
+                                   "rows written")
+            except TimeoutError:
+                pass
+            time.sleep(rnd.uniform(0, 0.3))  # land anywhere in the writing
+            landed += s.running() and count() > before
+            s.send_signal(signal.SIGKILL)
+            s.wait(10)
+    return landed
+
+
+def sc_fire(c, tmp, broker, db):
+    N = 400000
+    exp = os.path.join(tmp, "fire.expected")
+    harness.run_gen(broker.bootstrap, "fire", count=N, seed=12, expected_file=exp,
+                    extra=["--sites", "200", "--days", "10"], timeout=300)
+    want = cs.expected_totals(exp)
+    excess = {}
+    for eos in (True, False):
+        table = "fire_eos" if eos else "fire_plain"
+        db.sql(SITE_TABLE.format(t=table))
+        name = table.replace("_", "-")
+        cfg = config(tmp, name, broker.bootstrap, "fire", st.SITE_SCHEMA,
+                     pg_sink(db, table, mode="upsert", key="[date, site_id]",
+                             add="[views, clicks]", exactly_once=str(eos).lower(),
+                             max_rows=200, max_delay="0ms"),
+                     runtime="{log_level: warn}")
+        kills = 10 if eos else 3  # the check without exactly_once needs only to see duplicates
+        landed = kill_runs(c, cfg, tmp, db, table, name, kills)
+        run_to_end(c, cfg, tmp, f"sluice-{name}-end", name)
+        got = site_totals(db, table)
+        excess[eos] = sum(v[0] for v in got.values()) - sum(v[0] for v in want.values())
+        print(f"fire: exactly_once={eos}: {landed} of {kills} kills landed while writing, excess "
+              f"views {excess[eos]}", flush=True)
+        if eos:
+            c.check(landed >= 8, f"fire: the kills landed while writing ({landed} of 10)")
+            c.check(got == want, "fire: exactly_once: totals exactly equal to the input after "
+                    "10 kills", cs.totals_diff(want, got))
+    c.check(excess[False] > 0,
+            "fire: the same checker sees duplicates when the offsets are not stored with the "
+            f"data (excess views {excess[False]})")
+
+
+def sc_restart(c, tmp, broker, db):
+    N = 200000
+    exp = os.path.join(tmp, "restart.expected")
+    harness.run_gen(broker.bootstrap, "restart", count=N, seed=13, expected_file=exp,
+                    extra=["--sites", "50", "--days", "4"], timeout=300)
+    db.sql(SITE_TABLE.format(t="site_restart"))
+    cfg = config(tmp, "restart", broker.bootstrap, "restart", st.SITE_SCHEMA,
+                 pg_sink(db, "site_restart", mode="upsert", key="[date, site_id]",
+                         add="[views, clicks]", exactly_once="true", max_rows=200,
+                         max_delay="0ms"))
+    port = harness.free_port()
+    cfg_m = cfg + ".m.yaml"
+    with open(cfg) as f, open(cfg_m, "w") as g:
+        g.write(f.read() + f"metrics: {{listen: 127.0.0.1:{port}}}\n")
+    with st.Sluice(cfg_m, tmp, name="sluice-restart", until_end=True, metrics_port=port) as s:
+        harness.wait_until(lambda: int(db.sql("SELECT count(*) FROM site_restart")[0][0]) > 0
+                           or not s.running(), 60, "rows written")
+        time.sleep(0.2)  # into the stream of transactions
+        db.restart(mode="fast")  # terminates the sessions, a transaction may be mid-way
+        rc = s.wait(300)
+    err = s.stderr()
+    c.check(rc == 0, "restart: sluice rides out the restart and ends", err[-2000:])
+    c.check("transaction failed: retrying it whole" in err or "cannot connect" in err,
+            "restart: the failure was seen and retried", err[-1500:])
+    want, got = cs.expected_totals(exp), site_totals(db, "site_restart")
+    c.check(got == want, "restart: totals exact (nothing lost, nothing twice)",
+            cs.totals_diff(want, got))
+
+
+def sc_types(c, tmp, broker, db):
+    db.sql("CREATE TABLE typed (date date, site_id date, views bigint, clicks bigint)")
+    cfg = config(tmp, "types", broker.bootstrap, "types", st.SITE_SCHEMA,
+                 pg_sink(db, "typed"))
+    r = harness.run([harness.binary("sluice"), "check", cfg], check=False, timeout=60)
+    err = r.stderr.decode()
+    c.check(r.returncode == 1 and "column typed.site_id is date but field 'site_id' is int32"
+            in err, "types: sluice check names the column and both types", err)
+    with st.Sluice(cfg, tmp, name="sluice-types") as s:
+        rc = s.wait(60)
+    c.check(rc == 1 and "column typed.site_id is date" in s.stderr(),
+            "types: sluice run refuses to start with the same message", s.stderr()[-800:])
+
+
+SCENARIOS = [sc_counters, sc_modes, sc_rejects, sc_fire, sc_restart, sc_types]
+
+
+def test(c):
+    tmp = tempfile.mkdtemp(prefix="sluice-postgres-")
+    only = os.environ.get("PG_ONLY")
+    topics = ["counters:4", "store-insert:4", "store-copy:4", "checked-insert:2",
+              "checked-copy:2", "fire:8", "restart:4", "types:1"]
+    with harness.DevBroker(topics, tmpdir=tmp) as broker, pg.PG(tmp) as db:
+        for sc in SCENARIOS:
+            name = sc.__name__[3:]
+            if only and name not in only.split(","):
+                continue
+            failed = c.failed
+            t0 = time.monotonic()
+            try:
+                sc(c, tmp, broker, db)
+            except Exception as e:
+                import traceback
+                traceback.print_exc()
+                c.check(False, f"{name}: raised {type(e).__name__}", str(e))
+            print(f"scenario {name}: {'ok' if c.failed == failed else 'FAILED'} "
+                  f"({time.monotonic() - t0:.1f} s)", flush=True)
+    if c.failed == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"output kept in {tmp}", flush=True)
+
+
+if __name__ == "__main__":
+    harness.main(test)
