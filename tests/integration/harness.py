@@ -364,6 +364,36 @@ def parse_prometheus(text):
     return out
 
 
+def run_scenarios(c, scenarios, args, only=None):
+    """Runs each scenario sc(c, *args) in order (its name: the function's
+    without the "sc_" prefix); one that raises is reported as a failed check
+    and the next still runs. Prints a line per scenario. only: names to run,
+    comma-separated (None or "": all), e.g. from an environment variable."""
+    wanted = only.replace("_", "").split(",") if only else None
+    for sc in scenarios:
+        name = sc.__name__[3:]
+        if wanted and name.replace("_", "") not in wanted:
+            continue
+        failed = c.failed
+        t0 = time.monotonic()
+        try:
+            sc(c, *args)
+        except Exception as e:  # one scenario's failure must not hide the others
+            import traceback
+            traceback.print_exc()
+            c.check(False, f"{name}: raised {type(e).__name__}", str(e))
+        print(f"scenario {name}: {'ok' if c.failed == failed else 'FAILED'} "
+              f"({time.monotonic() - t0:.1f} s)", flush=True)
+
+
+def finish(c, tmpdir):
+    """Removes tmpdir if every check passed, else says where it was kept."""
+    if c.failed == 0:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    else:
+        print(f"output kept in {tmpdir}", flush=True)
+
+
 def main(test):
     """Runs test(checks) and exits with the summary's code; an exception
     counts as one failed check."""

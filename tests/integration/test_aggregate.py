@@ -29,11 +29,9 @@ import datetime
 import json
 import os
 import random
-import shutil
 import signal
 import sys
 import tempfile
-import time
 import zoneinfo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -365,26 +363,9 @@ SCENARIOS = [sc_site, sc_kill, sc_adstats, sc_absolute]
 
 def test(c):
     tmp = tempfile.mkdtemp(prefix="sluice-aggregate-")
-    only = os.environ.get("AGG_ONLY")
     with harness.DevBroker(["site:4", "kill:1", "ads:1", "hourly:2"], tmpdir=tmp) as broker:
-        for sc in SCENARIOS:
-            name = sc.__name__[3:]
-            if only and name not in only.split(","):
-                continue
-            failed = c.failed
-            t0 = time.monotonic()
-            try:
-                sc(c, tmp, broker)
-            except Exception as e:
-                import traceback
-                traceback.print_exc()
-                c.check(False, f"{name}: raised {type(e).__name__}", str(e))
-            print(f"scenario {name}: {'ok' if c.failed == failed else 'FAILED'} "
-                  f"({time.monotonic() - t0:.1f} s)", flush=True)
-    if c.failed == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"output kept in {tmp}", flush=True)
+        harness.run_scenarios(c, SCENARIOS, (tmp, broker), os.environ.get("AGG_ONLY"))
+    harness.finish(c, tmp)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import collections
 import datetime
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -618,29 +617,12 @@ SCENARIOS = [sc_counters, sc_inserts, sc_idle, sc_pause, sc_unknown, sc_node_kil
 
 def test(c):
     tmp = tempfile.mkdtemp(prefix="sluice-cassandra-")
-    only = os.environ.get("CASS_ONLY")  # e.g. CASS_ONLY=faults,pause while debugging
     topics = ["counters:4", "inserts:4", "idle:4", "pause:4", "unknown:4", "nodekill:4", "faults:4",
               "sluicekill:4"]
     with harness.DevBroker(topics, tmpdir=tmp) as broker:
-        for sc in SCENARIOS:
-            name = sc.__name__[3:]
-            if only and name.replace("_", "") not in only.replace("_", "").split(","):
-                continue
-            failed = c.failed
-            t0 = time.monotonic()
-            try:
-                sc(c, tmp, broker)
-            except Exception as e:  # one scenario's failure must not hide the others
-                import traceback
-                traceback.print_exc()
-                c.check(False, f"{name}: raised {type(e).__name__}", str(e))
-            print(f"scenario {name}: {'ok' if c.failed == failed else 'FAILED'} "
-                  f"({time.monotonic() - t0:.1f} s)", flush=True)
-    if c.failed == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"output kept in {tmp}", flush=True)
-
+        # e.g. CASS_ONLY=faults,pause while debugging
+        harness.run_scenarios(c, SCENARIOS, (tmp, broker), os.environ.get("CASS_ONLY"))
+    harness.finish(c, tmp)
 
 if __name__ == "__main__":
     harness.main(test)

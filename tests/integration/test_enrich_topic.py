@@ -17,7 +17,6 @@ viewer_id with it:
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 
@@ -143,10 +142,7 @@ def test(c):
                         check=False, timeout=30)
         c.check(r.returncode == 0, "(c) sluice check does not connect to Kafka",
                 r.stderr.decode()[-500:])
-    if c.failed == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"output kept in {tmp}", flush=True)
+    harness.finish(c, tmp)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import collections
 import json
 import os
 import random
-import shutil
 import signal
 import sys
 import tempfile
@@ -273,28 +272,11 @@ SCENARIOS = [sc_counters, sc_modes, sc_rejects, sc_fire, sc_restart, sc_types]
 
 def test(c):
     tmp = tempfile.mkdtemp(prefix="sluice-postgres-")
-    only = os.environ.get("PG_ONLY")
     topics = ["counters:4", "store-insert:4", "store-copy:4", "checked-insert:2",
               "checked-copy:2", "fire:8", "restart:4", "types:1"]
     with harness.DevBroker(topics, tmpdir=tmp) as broker, pg.PG(tmp) as db:
-        for sc in SCENARIOS:
-            name = sc.__name__[3:]
-            if only and name not in only.split(","):
-                continue
-            failed = c.failed
-            t0 = time.monotonic()
-            try:
-                sc(c, tmp, broker, db)
-            except Exception as e:
-                import traceback
-                traceback.print_exc()
-                c.check(False, f"{name}: raised {type(e).__name__}", str(e))
-            print(f"scenario {name}: {'ok' if c.failed == failed else 'FAILED'} "
-                  f"({time.monotonic() - t0:.1f} s)", flush=True)
-    if c.failed == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"output kept in {tmp}", flush=True)
+        harness.run_scenarios(c, SCENARIOS, (tmp, broker, db), os.environ.get("PG_ONLY"))
+    harness.finish(c, tmp)
 
 
 if __name__ == "__main__":
