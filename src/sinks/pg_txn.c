@@ -19,8 +19,7 @@ typedef enum { PT_OK = 0, PT_RETRY, PT_DATA, PT_ALL } pt_rc_t;
 static void pg_notice(void *arg, const char *msg)
 {
     (void)arg;
-    sl_log_debug("sink.postgres", "server notice", "notice=\"%.*s\"", (int)strcspn(msg, "\n"),
-                 msg);
+    sl_log_debug("sink.postgres", "server notice", "notice=\"%.*s\"", (int)strcspn(msg, "\n"), msg);
 }
 
 PGconn *pg_connect(const pg_shared_t *sh, char *err)
@@ -93,7 +92,8 @@ static bool pt_exec(PGconn *c, const char *sql)
     return ok;
 }
 
-/* ---- writing rows ----------------------------------------------------------------------------- */
+/* ---- writing rows -----------------------------------------------------------------------------
+ */
 
 /* Keys remembered per upsert statement (twice its most rows). */
 #define PT_SEEN 2048
@@ -273,7 +273,8 @@ static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
     return rc;
 }
 
-/* ---- the thread -------------------------------------------------------------------------------- */
+/* ---- the thread --------------------------------------------------------------------------------
+ */
 
 /* Sleeps ms unless asked to stop; returns true if stopping. */
 static bool pt_wait(pg_sink_t *s, int64_t ms)

@@ -63,8 +63,8 @@ static const sl_option_t pg_options[] = {
      "Rows per transaction at most."},
     {"max_delay", SL_OPT_DURATION, PG_OPT(max_delay_ms), "100ms", false, 0, 60000, NULL,
      "How long rows wait for more before their transaction starts."},
-    {"connect_timeout", SL_OPT_DURATION, PG_OPT(connect_timeout_ms), "10s", false, 1000,
-     600000, NULL, "Connection timeout (libpq connect_timeout)."},
+    {"connect_timeout", SL_OPT_DURATION, PG_OPT(connect_timeout_ms), "10s", false, 1000, 600000,
+     NULL, "Connection timeout (libpq connect_timeout)."},
 };
 
 static const sl_option_table_t pg_table = {
@@ -112,7 +112,7 @@ static bool pg_type_ok(sl_type_t t, const char *typname, char typtype)
     static const char *const ints64[] = {"int8", "numeric", NULL};
     static const char *const doubles[] = {"float4", "float8", "numeric", NULL};
     static const char *const strings[] = {"text", "varchar", "bpchar", "name", "json", "jsonb",
-                                          "uuid", "citext", "inet", "cidr", "xml", NULL};
+                                          "uuid", "citext",  "inet",   "cidr", "xml",  NULL};
     static const char *const dates[] = {"date", "timestamp", "timestamptz", NULL};
     static const char *const stamps[] = {"timestamptz", "timestamp", NULL};
     static const char *const bools[] = {"bool", NULL};
@@ -185,8 +185,10 @@ static int pg_map(pg_shared_t *sh, const pg_opts_t *o, const sl_schema_t *schema
             const char *f = o->columns.values[i];
             int fi = sl_schema_find(schema, f, strlen(f));
             if (fi < 0) {
-                return pg_err(err, "sink.postgres: columns.%s names field '%s', which the record "
-                              "does not have", o->columns.keys[i], f);
+                return pg_err(err,
+                              "sink.postgres: columns.%s names field '%s', which the record "
+                              "does not have",
+                              o->columns.keys[i], f);
             }
             sh->cols[sh->n_cols++] = (pg_col_t){sl_xstrdup(o->columns.keys[i]), (size_t)fi,
                                                 schema->fields[fi].type, false};
@@ -215,8 +217,10 @@ static int pg_map(pg_shared_t *sh, const pg_opts_t *o, const sl_schema_t *schema
                           o->add.items[i]);
         }
         if (c->type != SL_TYPE_INT32 && c->type != SL_TYPE_INT64 && c->type != SL_TYPE_DOUBLE) {
-            return pg_err(err, "sink.postgres: add column '%s' takes field of type %s: only "
-                          "numbers add", c->name, sl_type_name(c->type));
+            return pg_err(err,
+                          "sink.postgres: add column '%s' takes field of type %s: only "
+                          "numbers add",
+                          c->name, sl_type_name(c->type));
         }
         c->add = true;
     }
@@ -296,12 +300,12 @@ static void pg_sql(pg_shared_t *sh, const pg_opts_t *o)
 static int pg_check_table(pg_shared_t *sh, const pg_opts_t *o, PGconn *c, bool dry, char *err)
 {
     const char *v[1] = {sh->table_q};
-    PGresult *r = PQexecParams(
-        c,
-        "SELECT a.attname, t.typname, t.typtype, a.attnotnull AND NOT a.atthasdef "
-        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-        "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-        1, NULL, v, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(c,
+                     "SELECT a.attname, t.typname, t.typtype, a.attnotnull AND NOT a.atthasdef "
+                     "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                     "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                     1, NULL, v, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         pg_err(err, "sink.postgres: reading table %s failed: %s", o->table,
                PQresultErrorMessage(r));
@@ -337,8 +341,10 @@ static int pg_check_table(pg_shared_t *sh, const pg_opts_t *o, PGconn *c, bool d
     }
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return pg_err(err, "sink.postgres: table %s does not exist: create it, or set "
-                      "create_table: true", o->table);
+        return pg_err(err,
+                      "sink.postgres: table %s does not exist: create it, or set "
+                      "create_table: true",
+                      o->table);
     }
     int rc = 0;
     for (size_t i = 0; i < sh->n_cols && rc == 0; i++) {
@@ -350,20 +356,24 @@ static int pg_check_table(pg_shared_t *sh, const pg_opts_t *o, PGconn *c, bool d
             }
         }
         if (row < 0) {
-            rc = pg_err(err, "sink.postgres: table %s has no column '%s': add it, or map the "
-                        "field elsewhere with columns:", o->table, col->name);
+            rc = pg_err(err,
+                        "sink.postgres: table %s has no column '%s': add it, or map the "
+                        "field elsewhere with columns:",
+                        o->table, col->name);
         } else if (!pg_type_ok(col->type, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2)[0])) {
-            rc = pg_err(err, "sink.postgres: column %s.%s is %s but field '%s' is %s: change the "
-                        "column's type (%s fits) or the field's", o->table, col->name,
-                        PQgetvalue(r, row, 1), col->name, sl_type_name(col->type),
-                        pg_type_for(col->type));
+            rc = pg_err(err,
+                        "sink.postgres: column %s.%s is %s but field '%s' is %s: change the "
+                        "column's type (%s fits) or the field's",
+                        o->table, col->name, PQgetvalue(r, row, 1), col->name,
+                        sl_type_name(col->type), pg_type_for(col->type));
         }
     }
     for (int k = 0; k < PQntuples(r) && rc == 0; k++) {
         if (PQgetvalue(r, k, 3)[0] == 't' && pg_col_find(sh, PQgetvalue(r, k, 0)) == NULL) {
-            rc = pg_err(err, "sink.postgres: column %s.%s is NOT NULL without a default and "
-                        "no field is written to it: map one with columns:", o->table,
-                        PQgetvalue(r, k, 0));
+            rc = pg_err(err,
+                        "sink.postgres: column %s.%s is NOT NULL without a default and "
+                        "no field is written to it: map one with columns:",
+                        o->table, PQgetvalue(r, k, 0));
         }
     }
     PQclear(r);
@@ -433,8 +443,8 @@ static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *i
     char *password = NULL;
     if (o->exactly_once && info->aggregate) {
         pg_err(err, "sink.postgres: exactly_once with aggregate is not built yet: use "
-               "exactly_once without aggregate, or aggregate with upsert add (at-least-once: "
-               "a crash re-applies at most one flush)");
+                    "exactly_once without aggregate, or aggregate with upsert add (at-least-once: "
+                    "a crash re-applies at most one flush)");
         pg_fini(sh);
         *shared = NULL;
         return -1;
@@ -463,8 +473,10 @@ static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *i
     if (c == NULL) {
         char why[256];
         snprintf(why, sizeof(why), "%s", err);
-        pg_err(err, "sink.postgres: cannot connect (%s): check conninfo and that the server "
-               "runs", why);
+        pg_err(err,
+               "sink.postgres: cannot connect (%s): check conninfo and that the server "
+               "runs",
+               why);
         pg_fini(sh);
         *shared = NULL;
         return dry ? 1 : -1;
@@ -520,7 +532,8 @@ static void pg_fini(void *shared)
     free(sh);
 }
 
-/* ---- the lane side ---------------------------------------------------------------------------- */
+/* ---- the lane side ----------------------------------------------------------------------------
+ */
 
 static int pg_open(void **ctx, void *shared, const sl_plugin_env_t *env, char *err)
 {
@@ -581,9 +594,11 @@ static void pg_copy_text(sl_buf_t *b, const sl_value_t *v, sl_type_t t)
     }
     for (size_t i = 0; i < v->u.s.len; i++) {
         char ch = v->u.s.ptr[i];
-        const char *esc = ch == '\\' ? "\\\\" : ch == '\t' ? "\\t" : ch == '\n' ? "\\n"
-                                            : ch == '\r'   ? "\\r"
-                                                           : NULL;
+        const char *esc = ch == '\\'   ? "\\\\"
+                          : ch == '\t' ? "\\t"
+                          : ch == '\n' ? "\\n"
+                          : ch == '\r' ? "\\r"
+                                       : NULL;
         if (esc) {
             sl_buf_puts(b, esc);
         } else {
@@ -631,9 +646,8 @@ static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
         j->rows = sl_xrealloc(j->rows, j->cap * sizeof(pg_row_t));
     }
     const sl_value_t *v = sl_batch_values(b, idx);
-    uint64_t key = sh->mode == PG_UPSERT
-                       ? sl_schema_hash(sh->schema, v, sh->key_fields, sh->n_key, 0)
-                       : 0;
+    uint64_t key =
+        sh->mode == PG_UPSERT ? sl_schema_hash(sh->schema, v, sh->key_fields, sh->n_key, 0) : 0;
     j->rows[j->n++] = (pg_row_t){b, idx, key, false, NULL};
     if (sh->mode == PG_COPY) {
         if (j->n_off == 0) {
@@ -751,8 +765,10 @@ static int pg_stored_offsets(void *shared, const char *const *topics, const int3
         return pg_err(err, "sink.postgres: cannot connect (%s)", why);
     }
     sl_buf_t q = SL_BUF_INIT;
-    sl_buf_printf(&q, "SELECT next_offset FROM %s WHERE group_id = $1 AND topic = $2 AND "
-                  "partition = $3", sh->offsets_q);
+    sl_buf_printf(&q,
+                  "SELECT next_offset FROM %s WHERE group_id = $1 AND topic = $2 AND "
+                  "partition = $3",
+                  sh->offsets_q);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char part[16];
