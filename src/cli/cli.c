@@ -59,8 +59,9 @@ static int cmd_check(int argc, char **argv)
     int rc = cmd_load(argv[1], &cfg);
     if (rc == 0 && cfg.sink->check != NULL) {
         /* the sink's server, when reachable: e.g. table columns against the schema */
-        sl_pipeline_info_t info = {cfg.kafka.brokers, cfg.kafka.group, cfg.out,
-                                   cfg.path,          cfg.sink_node,   cfg.agg != NULL};
+        sl_pipeline_info_t info = {cfg.kafka.brokers, cfg.kafka.group,
+                                   cfg.out,           cfg.path,
+                                   cfg.sink_node,     cfg.agg ? 1 + (int)cfg.agg->mode : 0};
         char err[256] = "";
         int c = cfg.sink->check(cfg.sink_opts, &info, err);
         if (c == 1) {

@@ -31,6 +31,14 @@ typedef struct sl_origin {
     size_t payload_len;
 } sl_origin_t;
 
+/* A partition's next offset: one past the last record folded into an
+ * aggregate flush (exactly-once sinks store it with the flush's rows). */
+typedef struct sl_part_offset {
+    const char *topic; /* borrowed from the lane's partition */
+    int32_t partition;
+    int64_t next;
+} sl_part_offset_t;
+
 struct sl_part;
 typedef struct sl_pos {
     struct sl_part *part; /* partition tracker of the owning lane */
@@ -41,19 +49,21 @@ typedef struct sl_pos {
 typedef struct sl_batch {
     struct sl_lane *lane;
     const sl_schema_t *schema;
-    void **msgs;        /* rd_kafka_message_t *, destroyed with the batch */
-    size_t n;           /* records (one per message) */
-    size_t cap;         /* allocated records */
-    sl_value_t *values; /* n * schema->n_fields */
-    sl_pos_t *pos;      /* n */
-    uint8_t *state;     /* n: see batch.c */
-    uint8_t *attempts;  /* n: retries so far */
-    char **reasons;     /* n, lazily: dead-letter reasons (in arena) */
-    uint64_t *dkey;     /* n, with dedup: each record's key */
-    uint8_t *dflag;     /* n, with dedup: SL_DEDUP_F_* */
-    bool agg;           /* rows of an aggregate flush (no messages, no positions) */
-    char **agg_json;    /* agg, lazily: a dead-lettered row as JSON (in arena) */
-    int64_t wall_ms;    /* agg: when it was flushed (wall clock) */
+    void **msgs;                /* rd_kafka_message_t *, destroyed with the batch */
+    size_t n;                   /* records (one per message) */
+    size_t cap;                 /* allocated records */
+    sl_value_t *values;         /* n * schema->n_fields */
+    sl_pos_t *pos;              /* n */
+    uint8_t *state;             /* n: see batch.c */
+    uint8_t *attempts;          /* n: retries so far */
+    char **reasons;             /* n, lazily: dead-letter reasons (in arena) */
+    uint64_t *dkey;             /* n, with dedup: each record's key */
+    uint8_t *dflag;             /* n, with dedup: SL_DEDUP_F_* */
+    bool agg;                   /* rows of an aggregate flush (no messages, no positions) */
+    char **agg_json;            /* agg, lazily: a dead-lettered row as JSON (in arena) */
+    int64_t wall_ms;            /* agg: when it was flushed (wall clock) */
+    sl_part_offset_t *agg_offs; /* agg: per partition, one past its last record folded in */
+    size_t n_agg_offs;
     size_t pending;     /* records not done yet */
     int64_t created_us; /* for the batch latency histogram */
     sl_arena_t arena;

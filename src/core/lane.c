@@ -37,12 +37,15 @@ struct sl_lane {
     int id;
     pthread_t thr;
     bool started;
-    sl_dedup_t *dedup;      /* with a dedup section: this lane's keys */
-    sl_agg_t *agg;          /* with an aggregate section: this lane's groups */
-    sl_batch_t *agg_out;    /* rows of the flush in flight not yet all offered to the sink */
-    uint32_t *agg_idx;      /* 0..n of agg_out, for submit */
-    size_t agg_off;         /* rows of agg_out offered so far */
-    int64_t agg_rows;       /* rows of the flush in flight not done yet */
+    sl_dedup_t *dedup;   /* with a dedup section: this lane's keys */
+    sl_agg_t *agg;       /* with an aggregate section: this lane's groups */
+    sl_batch_t *agg_out; /* rows of the flush in flight not yet all offered to the sink */
+    uint32_t *agg_idx;   /* 0..n of agg_out, for submit */
+    size_t agg_off;      /* rows of agg_out offered so far */
+    int64_t agg_rows;    /* rows of the flush in flight not done yet */
+    int64_t *agg_high;   /* per partition slot: one past the last record folded since the
+                            last flush (0: none) */
+    size_t n_agg_high;
     int64_t last_commit_ms; /* absolute mode: the lane commits itself */
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
@@ -411,6 +414,7 @@ static void batch_free(sl_batch_t *b)
     free(b->attempts);
     free(b->dkey);
     free(b->dflag);
+    free(b->agg_offs);
     sl_arena_free(&b->arena);
     free(b);
 }
@@ -689,6 +693,15 @@ static void lane_agg_flush(sl_lane_t *lane)
     for (size_t i = 0; i < n; i++) {
         lane->agg_idx[i] = (uint32_t)i;
     }
+    /* the partitions' positions the flush covers, for exactly-once sinks */
+    b->agg_offs = sl_xcalloc(lane->n_parts + 1, sizeof(*b->agg_offs));
+    for (size_t i = 0; i < lane->n_agg_high && i < lane->n_parts; i++) {
+        if (lane->agg_high[i] > 0) {
+            b->agg_offs[b->n_agg_offs++] = (sl_part_offset_t){
+                lane->parts[i]->topic, lane->parts[i]->partition, lane->agg_high[i]};
+            lane->agg_high[i] = 0;
+        }
+    }
     lane->agg_out = b;
     lane->agg_off = 0;
     lane->agg_rows += (int64_t)n;
@@ -728,13 +741,23 @@ static size_t lane_agg_take(sl_lane_t *lane, sl_batch_t *b, const uint32_t *idx,
             }
         }
         switch (v) {
-        case SL_AGG_TAKEN:
+        case SL_AGG_TAKEN: {
             SL_M_ADD(&lane->m, aggregated, 1);
+            uint32_t slot = b->pos[k].part->slot;
+            if (slot >= lane->n_agg_high) {
+                size_t m = SL_MAX((size_t)slot + 1, lane->n_agg_high * 2);
+                lane->agg_high = sl_xrealloc(lane->agg_high, m * sizeof(*lane->agg_high));
+                memset(lane->agg_high + lane->n_agg_high, 0,
+                       (m - lane->n_agg_high) * sizeof(*lane->agg_high));
+                lane->n_agg_high = m;
+            }
+            lane->agg_high[slot] = SL_MAX(lane->agg_high[slot], msg->offset + 1);
             if (b->dflag != NULL) {
                 b->dflag[k] |= SL_DEDUP_F_WRITTEN; /* its flush writes it or dead-letters it */
             }
             rec_done(b, k);
             break;
+        }
         case SL_AGG_LATE:
             SL_M_ADD(&lane->m, late, 1);
             if (lane->cfg->agg->late == SL_AGG_LATE_DROP) {
@@ -1125,6 +1148,9 @@ static void lane_check_revoke(sl_lane_t *lane)
         }
         if (lane->agg != NULL) {
             sl_agg_drop_slot(lane->agg, p->slot);
+            if (p->slot < lane->n_agg_high) {
+                lane->agg_high[p->slot] = 0; /* no later flush speaks for it */
+            }
         }
         if (p->paused) {
             SL_M_ADD(&lane->m, paused_parts, -1);
@@ -1504,6 +1530,7 @@ void sl_lane_destroy(sl_lane_t *lane)
     sl_dedup_destroy(lane->dedup);
     sl_agg_destroy(lane->agg);
     free(lane->agg_idx);
+    free(lane->agg_high);
     free(lane);
 }
 

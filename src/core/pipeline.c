@@ -636,8 +636,9 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts)
         pl->n_lanes = (int)SL_MAX(1, SL_MIN(n, 64));
     }
 
-    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group, cfg->out,
-                               cfg->path,          cfg->sink_node,   cfg->agg != NULL};
+    sl_pipeline_info_t info = {cfg->kafka.brokers, cfg->kafka.group,
+                               cfg->out,           cfg->path,
+                               cfg->sink_node,     cfg->agg ? 1 + (int)cfg->agg->mode : 0};
     if (cfg->sink->init(&pl->sink_shared, cfg->sink_opts, &info, err) != 0) {
         sl_log_error(cfg->sink_name, err, NULL);
         goto out;

@@ -36,7 +36,7 @@ typedef struct sl_pipeline_info {
     const sl_schema_t *schema;
     const char *config_path;    /* for "file:line:" in errors */
     const sl_node_t *sink_node; /* the sink's option map (lines for errors), or NULL */
-    bool aggregate;             /* the sink gets aggregate flush rows, not records */
+    int aggregate; /* the sink gets aggregate flush rows: 0 no, 1 delta, 2 absolute mode */
 } sl_pipeline_info_t;
 
 typedef struct sl_sink_plugin {

@@ -73,6 +73,7 @@ typedef struct pg_job {
     pg_off_t *offs;
     size_t n_offs, cap_offs;
     int64_t first_ms; /* when its first row came */
+    bool sealed;      /* an aggregate flush: nothing more goes in */
 } pg_job_t;
 
 /* A lane's sink instance. */

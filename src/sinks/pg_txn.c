@@ -213,9 +213,9 @@ static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
     const pg_shared_t *sh = s->sh;
     char sql[512];
     snprintf(sql, sizeof(sql),
-             "INSERT INTO %s (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4) "
-             "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
-             "EXCLUDED.next_offset",
+             "INSERT INTO %s AS sl_o (group_id, topic, partition, next_offset) VALUES ($1, $2, "
+             "$3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
+             "GREATEST(sl_o.next_offset, EXCLUDED.next_offset)",
              sh->offsets_q);
     for (size_t i = 0; i < j->n_offs; i++) {
         char part[16], next[24];

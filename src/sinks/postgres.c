@@ -441,10 +441,10 @@ static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *i
     sh->offsets_q = pg_ident_dup(o->offsets_table, true);
     atomic_init(&sh->healthy, true);
     char *password = NULL;
-    if (o->exactly_once && info->aggregate) {
-        pg_err(err, "sink.postgres: exactly_once with aggregate is not built yet: use "
-                    "exactly_once without aggregate, or aggregate with upsert add (at-least-once: "
-                    "a crash re-applies at most one flush)");
+    if (o->exactly_once && info->aggregate == 2) { /* absolute mode */
+        pg_err(err, "sink.postgres: exactly_once goes with aggregate output: delta (its sums "
+                    "are applied once); absolute totals are idempotent upserts already: drop "
+                    "exactly_once");
         pg_fini(sh);
         *shared = NULL;
         return -1;
@@ -616,18 +616,13 @@ static void pg_job_off(pg_job_t *j, size_t off)
     j->off[j->n_off++] = off;
 }
 
-/* Notes the record's partition offset (exactly_once: the next offset to
- * store is one past the highest row of the job). */
-static void pg_job_note_offset(pg_job_t *j, sl_batch_t *b, uint32_t idx)
+/* Notes that the job covers partition (topic, partition) up to next
+ * (exactly_once: the offset stored with the rows). */
+static void pg_job_note(pg_job_t *j, const char *topic, int32_t partition, int64_t next)
 {
-    sl_origin_t o;
-    sl_batch_origin(b, idx, &o);
-    if (o.offset < 0) {
-        return;
-    }
     for (size_t i = 0; i < j->n_offs; i++) {
-        if (j->offs[i].partition == o.partition && strcmp(j->offs[i].topic, o.topic) == 0) {
-            j->offs[i].next = SL_MAX(j->offs[i].next, o.offset + 1);
+        if (j->offs[i].partition == partition && strcmp(j->offs[i].topic, topic) == 0) {
+            j->offs[i].next = SL_MAX(j->offs[i].next, next);
             return;
         }
     }
@@ -635,7 +630,17 @@ static void pg_job_note_offset(pg_job_t *j, sl_batch_t *b, uint32_t idx)
         j->cap_offs = j->cap_offs ? j->cap_offs * 2 : 8;
         j->offs = sl_xrealloc(j->offs, j->cap_offs * sizeof(pg_off_t));
     }
-    j->offs[j->n_offs++] = (pg_off_t){(char *)o.topic, o.partition, o.offset + 1};
+    j->offs[j->n_offs++] = (pg_off_t){(char *)topic, partition, next};
+}
+
+/* Notes the record's partition offset: one past the highest row of the job. */
+static void pg_job_note_offset(pg_job_t *j, sl_batch_t *b, uint32_t idx)
+{
+    sl_origin_t o;
+    sl_batch_origin(b, idx, &o);
+    if (o.offset >= 0) {
+        pg_job_note(j, o.topic, o.partition, o.offset + 1);
+    }
 }
 
 static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
@@ -683,6 +688,32 @@ static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
     }
 }
 
+/* The rows of an aggregate flush go in one transaction of their own, with
+ * the partitions' positions the flush covers: the sums of a flush are
+ * applied once, or not at all. */
+static size_t pg_submit_flush(pg_sink_t *s, sl_batch_t *b, const uint32_t *idx, size_t n)
+{
+    if (s->cur != NULL && s->cur->n > 0) {
+        s->flush = true;
+        return 0; /* after the rows before it */
+    }
+    if (s->cur == NULL) {
+        s->cur = sl_xcalloc(1, sizeof(pg_job_t));
+        s->cur->owner = s;
+    }
+    s->cur->first_ms = sl_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        pg_job_add(s, s->cur, b, idx[i]);
+    }
+    for (size_t i = 0; i < b->n_agg_offs; i++) {
+        const sl_part_offset_t *po = &b->agg_offs[i];
+        pg_job_note(s->cur, po->topic, po->partition, po->next);
+    }
+    s->cur->sealed = true;
+    s->flush = true;
+    return n;
+}
+
 /* Hands the current job to the worker if it is free. */
 static void pg_dispatch(pg_sink_t *s)
 {
@@ -702,6 +733,17 @@ static size_t pg_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t n)
 {
     pg_sink_t *s = ctx;
     size_t took = 0;
+    if (s->cur != NULL && s->cur->sealed) {
+        pg_dispatch(s);
+        if (s->cur != NULL) {
+            return 0; /* an aggregate flush waits for the worker */
+        }
+    }
+    if (b->agg) {
+        took = pg_submit_flush(s, b, idx, n);
+        pg_dispatch(s);
+        return took;
+    }
     while (took < n) {
         if (s->cur != NULL && (int64_t)s->cur->n >= s->sh->max_rows) {
             pg_dispatch(s);

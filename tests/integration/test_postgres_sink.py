@@ -14,6 +14,8 @@ topic and consumer group.
              totals exactly equal to the input. The same checker, with
              exactly_once off (offsets committed to Kafka only) and 3 kills,
              must see duplicates, or it proves nothing
+  aggregate_fire  the same with aggregate (delta) before the sink: 3 kills,
+             totals exact
   restart    PostgreSQL restarted mid-stream (exactly_once): nothing lost,
              nothing twice, transactions retried
   types      a column whose type does not take the field: `sluice check`
@@ -181,7 +183,7 @@ def kill_runs(c, cfg, tmp, db, table, label, kills):
         before = count()
         with st.Sluice(cfg, tmp, name=f"sluice-{label}-{i}") as s:
             try:
-                harness.wait_until(lambda: count() > before or not s.running(), 60,
+                harness.wait_until(lambda: count() > before or not s.running(), 30,
                                    "rows written")
             except TimeoutError:
                 pass
@@ -192,12 +194,17 @@ def kill_runs(c, cfg, tmp, db, table, label, kills):
     return landed
 
 
-def sc_fire(c, tmp, broker, db):
-    N = 400000
+def fire_input(tmp, broker):
+    """Loads topic fire once (400,000 site events); returns their totals."""
     exp = os.path.join(tmp, "fire.expected")
-    harness.run_gen(broker.bootstrap, "fire", count=N, seed=12, expected_file=exp,
-                    extra=["--sites", "200", "--days", "10"], timeout=300)
-    want = cs.expected_totals(exp)
+    if not os.path.exists(exp):
+        harness.run_gen(broker.bootstrap, "fire", count=400000, seed=12, expected_file=exp,
+                        extra=["--sites", "200", "--days", "10"], timeout=300)
+    return cs.expected_totals(exp)
+
+
+def sc_fire(c, tmp, broker, db):
+    want = fire_input(tmp, broker)
     excess = {}
     for eos in (True, False):
         table = "fire_eos" if eos else "fire_plain"
@@ -222,6 +229,27 @@ def sc_fire(c, tmp, broker, db):
     c.check(excess[False] > 0,
             "fire: the same checker sees duplicates when the offsets are not stored with the "
             f"data (excess views {excess[False]})")
+
+
+def sc_aggregate_fire(c, tmp, broker, db):
+    """exactly_once with aggregate (delta): each flush's sums and the
+    partitions' positions it covers commit together."""
+    want = fire_input(tmp, broker)
+    db.sql(SITE_TABLE.format(t="fire_agg"))
+    cfg = config(tmp, "fire-agg", broker.bootstrap, "fire", st.SITE_SCHEMA + """aggregate:
+  group_by: [date, site_id]
+  compute: {views: sum(views), clicks: sum(clicks)}
+  flush_interval: 100ms
+  max_keys: 100
+""", pg_sink(db, "fire_agg", mode="upsert", key="[date, site_id]", add="[views, clicks]",
+             exactly_once="true"), runtime="{log_level: warn, lanes: 1}")
+    landed = kill_runs(c, cfg, tmp, db, "fire_agg", "fire-agg", 3)
+    run_to_end(c, cfg, tmp, "sluice-fire-agg-end", "fire-agg")
+    got = site_totals(db, "fire_agg")
+    print(f"aggregate_fire: {landed} of 3 kills landed while writing", flush=True)
+    c.check(landed >= 2, f"aggregate_fire: the kills landed while writing ({landed} of 3)")
+    c.check(got == want, "aggregate_fire: exactly_once with aggregate: totals exactly equal to "
+            "the input after 3 kills", cs.totals_diff(want, got))
 
 
 def sc_restart(c, tmp, broker, db):
@@ -267,7 +295,7 @@ def sc_types(c, tmp, broker, db):
             "types: sluice run refuses to start with the same message", s.stderr()[-800:])
 
 
-SCENARIOS = [sc_counters, sc_modes, sc_rejects, sc_fire, sc_restart, sc_types]
+SCENARIOS = [sc_counters, sc_modes, sc_rejects, sc_fire, sc_aggregate_fire, sc_restart, sc_types]
 
 
 def test(c):

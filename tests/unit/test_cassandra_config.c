@@ -165,7 +165,7 @@ static int init_with(const char *sink_opts, char *err)
         sl_config_free(&cfg);
         return 99;
     }
-    sl_pipeline_info_t info = {"127.0.0.1:9092", "g", &cfg.schema, cfg.path, cfg.sink_node, false};
+    sl_pipeline_info_t info = {"127.0.0.1:9092", "g", &cfg.schema, cfg.path, cfg.sink_node, 0};
     void *shared = NULL;
     rc = cfg.sink->init(&shared, cfg.sink_opts, &info, err);
     if (rc == 0) {

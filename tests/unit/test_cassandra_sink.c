@@ -365,7 +365,7 @@ static void start(inst_t *in, const char *yaml, bool counter)
     }
     sl_doc_free(doc);
     sl_errors_free(&errs);
-    sl_pipeline_info_t info = {"b", "g", &schema, NULL, NULL, false};
+    sl_pipeline_info_t info = {"b", "g", &schema, NULL, NULL, 0};
     char err[256] = "";
     CHECK_INT(sink->init(&in->shared, in->opts, &info, err), 0);
     if (err[0]) {
