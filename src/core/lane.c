@@ -1331,6 +1331,11 @@ static void *lane_main(void *arg)
         }
         lane_submit_current(lane);
         lane_agg_tick(lane, now);
+        if (lane->sink->flush != NULL && lane->cur == NULL && lane_consumed_to_end(lane)) {
+            /* --until-end and nothing more to read: rows a sink holds back
+             * for a fuller batch would only wait out its delay */
+            lane->sink->flush(lane->sink_ctx);
+        }
         if (lane->sink->poll) {
             lane->sink->poll(lane->sink_ctx);
         }
