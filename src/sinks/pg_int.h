@@ -38,7 +38,7 @@ typedef struct pg_shared {
     bool eos;
     char *offsets_q; /* the offsets table, quoted */
     char *group;
-    int64_t max_rows, max_delay_ms;
+    int64_t max_rows, max_bytes, max_delay_ms;
     int64_t backoff_ms, backoff_max_ms;
     atomic_bool healthy;
     atomic_uint_fast64_t txns, retries, rejected, reconnects;

@@ -15,6 +15,8 @@
 
 typedef struct pg_opts {
     char *conninfo;
+    char *host, *dbname, *user;
+    int64_t port;
     char *password_env, *password_file;
     char *table;
     int mode;
@@ -25,6 +27,7 @@ typedef struct pg_opts {
     bool exactly_once;
     char *offsets_table;
     int64_t max_rows;
+    int64_t max_bytes;
     int64_t max_delay_ms;
     int64_t connect_timeout_ms;
 } pg_opts_t;
@@ -33,9 +36,16 @@ static const char *const pg_modes[] = {"insert", "upsert", "copy", NULL};
 
 #define PG_OPT(f) offsetof(pg_opts_t, f)
 static const sl_option_t pg_options[] = {
-    {"conninfo", SL_OPT_STRING, PG_OPT(conninfo), NULL, true, 0, 0, NULL,
+    {"conninfo", SL_OPT_STRING, PG_OPT(conninfo), NULL, false, 0, 0, NULL,
      "libpq connection string, e.g. \"host=db port=5432 dbname=stats user=sluice\" (no "
-     "password here: use password_env or password_file)."},
+     "password here: use password_env or password_file); or give host, port, dbname, user."},
+    {"host", SL_OPT_STRING, PG_OPT(host), NULL, false, 0, 0, NULL,
+     "Server host (overrides conninfo's)."},
+    {"port", SL_OPT_INT, PG_OPT(port), "0", false, 0, 65535, NULL,
+     "Server port (0: conninfo's, or libpq's default 5432)."},
+    {"dbname", SL_OPT_STRING, PG_OPT(dbname), NULL, false, 0, 0, NULL,
+     "Database (overrides conninfo's)."},
+    {"user", SL_OPT_STRING, PG_OPT(user), NULL, false, 0, 0, NULL, "User (overrides conninfo's)."},
     {"password_env", SL_OPT_STRING, PG_OPT(password_env), NULL, false, 0, 0, NULL,
      "Name of an environment variable holding the password (never logged)."},
     {"password_file", SL_OPT_STRING, PG_OPT(password_file), NULL, false, 0, 0, NULL,
@@ -61,6 +71,9 @@ static const sl_option_t pg_options[] = {
      "missing."},
     {"max_rows", SL_OPT_INT, PG_OPT(max_rows), "5000", false, 1, 1000000, NULL,
      "Rows per transaction at most."},
+    {"max_bytes", SL_OPT_SIZE, PG_OPT(max_bytes), "8MiB", false, 4096, INT64_C(1) << 30, NULL,
+     "Bytes of encoded rows per transaction at most (an aggregate flush is one transaction "
+     "whatever its size)."},
     {"max_delay", SL_OPT_DURATION, PG_OPT(max_delay_ms), "100ms", false, 0, 60000, NULL,
      "How long rows wait for more before their transaction starts."},
     {"connect_timeout", SL_OPT_DURATION, PG_OPT(connect_timeout_ms), "10s", false, 1000, 600000,
@@ -433,6 +446,7 @@ static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *i
     sh->eos = o->exactly_once;
     sh->group = sl_xstrdup(info->source_group ? info->source_group : "");
     sh->max_rows = o->max_rows;
+    sh->max_bytes = o->max_bytes;
     sh->schema = info->schema;
     sh->max_delay_ms = o->max_delay_ms;
     sh->backoff_ms = 100;
@@ -456,16 +470,28 @@ static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *i
         *shared = NULL;
         return -1;
     }
-    char timeout[24];
+    /* libpq keywords: the conninfo string first (as dbname, expanded), then
+     * what the fields and Sluice set, which override it */
+    char timeout[24], port[16];
     snprintf(timeout, sizeof(timeout), "%lld", (long long)(o->connect_timeout_ms / 1000));
-    const char *kw[] = {"dbname", "connect_timeout", "application_name", "password", NULL};
-    const char *val[] = {o->conninfo, timeout, "sluice", password, NULL};
-    size_t n = password ? 4 : 3;
-    sh->kw = sl_xcalloc(n + 1, sizeof(char *));
-    sh->val = sl_xcalloc(n + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) {
-        sh->kw[i] = sl_xstrdup(kw[i]);
-        sh->val[i] = sl_xstrdup(val[i]); /* dbname=conninfo: expanded by libpq */
+    snprintf(port, sizeof(port), "%lld", (long long)o->port);
+    const char *kw[] = {"dbname",           "host",    "port", "dbname", "user", "connect_timeout",
+                        "application_name", "password"};
+    const char *val[] = {o->conninfo ? o->conninfo : "",
+                         o->host,
+                         o->port ? port : NULL,
+                         o->dbname,
+                         o->user,
+                         timeout,
+                         "sluice",
+                         password};
+    sh->kw = sl_xcalloc(SL_ARRAY_LEN(kw) + 1, sizeof(char *));
+    sh->val = sl_xcalloc(SL_ARRAY_LEN(kw) + 1, sizeof(char *));
+    for (size_t i = 0, n = 0; i < SL_ARRAY_LEN(kw); i++) {
+        if (val[i] != NULL) {
+            sh->kw[n] = sl_xstrdup(kw[i]);
+            sh->val[n++] = sl_xstrdup(val[i]);
+        }
     }
     free(password);
     pg_sql(sh, o);
@@ -688,6 +714,13 @@ static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
     }
 }
 
+/* True when the job being filled reached max_rows or max_bytes. */
+static bool pg_job_full(const pg_sink_t *s)
+{
+    return s->cur != NULL &&
+           ((int64_t)s->cur->n >= s->sh->max_rows || (int64_t)s->cur->text.len >= s->sh->max_bytes);
+}
+
 /* The rows of an aggregate flush go in one transaction of their own, with
  * the partitions' positions the flush covers: the sums of a flush are
  * applied once, or not at all. */
@@ -745,7 +778,7 @@ static size_t pg_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t n)
         return took;
     }
     while (took < n) {
-        if (s->cur != NULL && (int64_t)s->cur->n >= s->sh->max_rows) {
+        if (pg_job_full(s)) {
             pg_dispatch(s);
             if (s->cur != NULL) {
                 break; /* full: the worker is busy */
@@ -758,7 +791,7 @@ static size_t pg_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t n)
         }
         pg_job_add(s, s->cur, b, idx[took++]);
     }
-    if (s->cur != NULL && (int64_t)s->cur->n >= s->sh->max_rows) {
+    if (pg_job_full(s)) {
         pg_dispatch(s);
     }
     return took;

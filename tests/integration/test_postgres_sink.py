@@ -2,8 +2,9 @@
 PostgreSQL 15 (tests/integration/pg.py), each scenario with its own table,
 topic and consumer group.
 
-  counters   site_stats through upsert with `add`: exact totals; invalid
-             input dead-lettered, not counted
+  counters   site_stats through upsert with `add` (connection given as
+             host/port/dbname/user, transactions bounded by max_bytes): exact
+             totals; invalid input dead-lettered, not counted
   modes      store events through insert and through copy: every row exactly
              once, values (strings with tabs, backslashes, quotes; nulls)
              intact
@@ -58,8 +59,11 @@ sink:
     return path
 
 
-def pg_sink(db, table, **opts):
-    lines = [f'conninfo: "{db.conninfo}"', f"table: {table}"]
+def pg_sink(db, table, fields=False, **opts):
+    """The sink's YAML; fields: host/port/dbname/user instead of conninfo."""
+    conn = (["host: 127.0.0.1", f"port: {db.port}", "dbname: sluice", "user: sluice"]
+            if fields else [f'conninfo: "{db.conninfo}"'])
+    lines = conn + [f"table: {table}"]
     lines += [f"{k}: {v}" for k, v in opts.items()]
     return "".join(f"    {x}\n" for x in lines)
 
@@ -83,8 +87,8 @@ def sc_counters(c, tmp, broker, db):
     harness.run_gen(broker.bootstrap, "counters", count=N, invalid=M, seed=8, expected_file=exp,
                     extra=["--sites", "100", "--days", "5"])
     cfg = config(tmp, "counters", broker.bootstrap, "counters", st.SITE_SCHEMA,
-                 pg_sink(db, "site_counters", mode="upsert", key="[date, site_id]",
-                         add="[views, clicks]"))
+                 pg_sink(db, "site_counters", fields=True, mode="upsert",
+                         key="[date, site_id]", add="[views, clicks]", max_bytes="64KiB"))
     run_to_end(c, cfg, tmp, "sluice-counters", "counters")
     want, got = cs.expected_totals(exp), site_totals(db, "site_counters")
     c.check(got == want, "counters: per (date, site_id) totals are exact",
