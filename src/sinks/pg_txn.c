@@ -12,7 +12,8 @@
 #include "sinks/pg_int.h"
 #include "util/log.h"
 
-typedef enum { PT_OK = 0, PT_RETRY, PT_DATA, PT_ALL } pt_rc_t;
+/* PT_UNKNOWN: the connection broke during COMMIT, which may have happened. */
+typedef enum { PT_OK = 0, PT_RETRY, PT_DATA, PT_ALL, PT_UNKNOWN } pt_rc_t;
 
 /* Server notices ("relation ... already exists, skipping") go to the debug
  * log, not to stderr. */
@@ -268,9 +269,40 @@ static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
         return rc;
     }
     PGresult *r = PQexec(s->conn, "COMMIT");
-    rc = PQresultStatus(r) == PGRES_COMMAND_OK ? PT_OK : PT_RETRY;
+    rc = PQresultStatus(r) == PGRES_COMMAND_OK ? PT_OK
+         : PQstatus(s->conn) != CONNECTION_OK  ? PT_UNKNOWN
+                                               : PT_RETRY; /* refused: rolled back */
     PQclear(r);
     return rc;
+}
+
+/* After a COMMIT whose outcome is unknown (exactly_once): did it happen?
+ * Yes if every partition's stored offset reached the job's. Returns 1, 0,
+ * or -1 when the server cannot tell now. */
+static int pt_committed(pg_sink_t *s, const pg_job_t *j)
+{
+    if (j->n_offs == 0) {
+        return 0; /* nothing to tell by: write again (at-least-once) */
+    }
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT next_offset FROM %s WHERE group_id = $1 AND topic = $2 AND partition = $3",
+             s->sh->offsets_q);
+    for (size_t i = 0; i < j->n_offs; i++) {
+        char part[16];
+        snprintf(part, sizeof(part), "%d", (int)j->offs[i].partition);
+        const char *v[3] = {s->sh->group, j->offs[i].topic, part};
+        PGresult *r = PQexecParams(s->conn, sql, 3, NULL, v, NULL, NULL, 0);
+        int ok = PQresultStatus(r) != PGRES_TUPLES_OK ? -1
+                 : PQntuples(r) == 1 && strtoll(PQgetvalue(r, 0, 0), NULL, 10) >= j->offs[i].next
+                     ? 1
+                     : 0;
+        PQclear(r);
+        if (ok != 1) {
+            return ok;
+        }
+    }
+    return 1;
 }
 
 /* ---- the thread --------------------------------------------------------------------------------
@@ -311,6 +343,7 @@ static bool pt_run(pg_sink_t *s, pg_job_t *j)
 {
     pg_shared_t *sh = s->sh;
     int64_t backoff = sh->backoff_ms;
+    bool unknown = false; /* the last COMMIT's outcome */
     for (;;) {
         if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
             char err[256];
@@ -327,6 +360,25 @@ static bool pt_run(pg_sink_t *s, pg_job_t *j)
             }
             atomic_fetch_add(&sh->reconnects, 1);
         }
+        if (unknown) {
+            /* exactly_once: writing it again could apply it twice */
+            int done = pt_committed(s, j);
+            if (done == 1) {
+                sl_log_info(sh->name, "the transaction whose COMMIT was cut off had committed",
+                            NULL);
+                return true;
+            }
+            if (done < 0) {
+                PQfinish(s->conn);
+                s->conn = NULL;
+                if (pt_wait(s, backoff)) {
+                    return false;
+                }
+                backoff = SL_MIN(backoff * 2, sh->backoff_max_ms);
+                continue;
+            }
+            unknown = false;
+        }
         pt_rc_t rc = pt_txn(s, j, false);
         if (rc == PT_DATA) {
             rc = pt_txn(s, j, true);
@@ -336,6 +388,7 @@ static bool pt_run(pg_sink_t *s, pg_job_t *j)
             atomic_fetch_add(&sh->txns, 1);
             return true;
         }
+        unknown = rc == PT_UNKNOWN && sh->eos;
         atomic_fetch_add(&sh->retries, 1);
         pt_log(s, "transaction failed: retrying it whole",
                s->conn ? PQerrorMessage(s->conn) : "no connection");
