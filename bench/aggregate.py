@@ -127,14 +127,7 @@ def main():
     rows = {k: [] for k in ["raw"] + list(RUNS)}
     with harness.DevBroker([f"{topic}:{a.partitions}"], tmpdir=tmp) as broker:
         t0 = time.monotonic()
-        exp = os.path.join(tmp, "expected.jsonl")
-        harness.run_gen(broker.bootstrap, topic, count=M, seed=42, expected_file=exp,
-                        extra=["--sites", str(a.sites), "--days", str(a.days),
-                               "--compression", "lz4", "--linger-ms", "20"], timeout=900)
-        held = harness.message_count(broker.bootstrap, topic)
-        if held != M:
-            fail(f"the dev broker holds {held} of {M} messages (retention): "
-                 "use more partitions")
+        exp = bc.load_site_events(harness, broker.bootstrap, topic, M, a.sites, a.days, tmp)
         want = cs.expected_totals(exp)
         print(f"loaded {M} messages, {len(want)} (date, site_id) groups, in "
               f"{time.monotonic() - t0:.1f} s", file=sys.stderr)

@@ -158,6 +158,21 @@ def load_store_events(brokers, topic, n):
                    check=True, timeout=900)
 
 
+def load_site_events(harness, brokers, topic, count, sites, days, tmp):
+    """Loads count sluice-gen site events (lz4, site_id in [0, sites), days
+    dates) into topic and checks the dev broker kept them all (its retention
+    is 5 MiB per partition); returns the path of the expected totals."""
+    exp = os.path.join(tmp, "expected.jsonl")
+    harness.run_gen(brokers, topic, count=count, seed=42, expected_file=exp,
+                    extra=["--sites", str(sites), "--days", str(days), "--compression", "lz4",
+                           "--linger-ms", "20"], timeout=900)
+    held = harness.message_count(brokers, topic)
+    if held != count:
+        sys.exit(f"the dev broker holds {held} of {count} messages in {topic} (retention): "
+                 "use more partitions")
+    return exp
+
+
 def pipeline(tmp, brokers, topic, schema, keyspace, statement, runtime=""):
     path = os.path.join(tmp, f"{topic}{runtime.replace(' ', '').replace(':', '-')}.yaml")
     with open(path, "w") as f:
