@@ -49,20 +49,21 @@ typedef struct sl_pos {
 typedef struct sl_batch {
     struct sl_lane *lane;
     const sl_schema_t *schema;
-    void **msgs;                /* rd_kafka_message_t *, destroyed with the batch */
-    size_t n;                   /* records (one per message) */
-    size_t cap;                 /* allocated records */
-    sl_value_t *values;         /* n * schema->n_fields */
-    sl_pos_t *pos;              /* n */
-    uint8_t *state;             /* n: see batch.c */
-    uint8_t *attempts;          /* n: retries so far */
-    char **reasons;             /* n, lazily: dead-letter reasons (in arena) */
-    uint64_t *dkey;             /* n, with dedup: each record's key */
-    uint8_t *dflag;             /* n, with dedup: SL_DEDUP_F_* */
-    bool agg;                   /* rows of an aggregate flush (no messages, no positions) */
-    char **agg_json;            /* agg, lazily: a dead-lettered row as JSON (in arena) */
-    int64_t wall_ms;            /* agg: when it was flushed (wall clock) */
-    sl_part_offset_t *agg_offs; /* agg: per partition, one past its last record folded in */
+    void **msgs;                  /* rd_kafka_message_t *, destroyed with the batch */
+    size_t n;                     /* records (one per message) */
+    size_t cap;                   /* allocated records */
+    sl_value_t *values;           /* n * schema->n_fields */
+    sl_pos_t *pos;                /* n */
+    uint8_t *state;               /* n: see batch.c */
+    uint8_t *attempts;            /* n: retries so far */
+    char **reasons;               /* n, lazily: dead-letter reasons (in arena) */
+    uint64_t *dkey;               /* n, with dedup: each record's key */
+    uint8_t *dflag;               /* n, with dedup: SL_DEDUP_F_* */
+    bool agg;                     /* rows of an aggregate flush (no messages, no positions) */
+    char **agg_json;              /* agg, lazily: a dead-lettered row as JSON (in arena) */
+    int64_t wall_ms;              /* agg: when it was flushed (wall clock) */
+    sl_part_offset_t *agg_offs;   /* agg: per partition, one past its last record folded in */
+    struct sl_batch_watch *watch; /* n, lazily (arena): sl_batch_watch() callbacks */
     size_t n_agg_offs;
     size_t pending;     /* records not done yet */
     int64_t created_us; /* for the batch latency histogram */
@@ -83,6 +84,12 @@ void sl_batch_origin(const sl_batch_t *b, uint32_t idx, sl_origin_t *o);
  * sink again after a backoff (source paused meanwhile). REJECT: sent to the
  * dead-letter path with reason. Lane thread only. */
 void sl_batch_result(sl_batch_t *b, uint32_t idx, sl_status_t status, const char *reason);
+/* Calls fn(arg) on the lane thread once record idx is done (acknowledged by
+ * the sink or the dead-letter path, or dropped), before its batch can go;
+ * at once if it is done already. One watch per record. Lane thread only.
+ * For a sink that must know a rejected record reached the dead-letter path
+ * before it commits what follows it. */
+void sl_batch_watch(sl_batch_t *b, uint32_t idx, void (*fn)(void *arg), void *arg);
 /* Reports the dead-letter path's result for record idx (OK or RETRY). */
 void sl_batch_dlq_result(sl_batch_t *b, uint32_t idx, sl_status_t status);
 

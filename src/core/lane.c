@@ -454,6 +454,24 @@ static void lane_dedup_resolved(void *arg, sl_dedup_rec_t rec, bool dup);
 
 /* Marks record idx done: advances its partition's watermark (unless the
  * partition was revoked meanwhile) and releases the batch when it was last. */
+struct sl_batch_watch {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+void sl_batch_watch(sl_batch_t *b, uint32_t idx, void (*fn)(void *arg), void *arg)
+{
+    if (b->state[idx] == REC_DONE) {
+        fn(arg);
+        return;
+    }
+    if (b->watch == NULL) {
+        b->watch = sl_arena_alloc(&b->arena, b->cap * sizeof(*b->watch));
+        memset(b->watch, 0, b->cap * sizeof(*b->watch));
+    }
+    b->watch[idx] = (struct sl_batch_watch){fn, arg};
+}
+
 static void rec_done(sl_batch_t *b, uint32_t idx)
 {
     if (b->state[idx] == REC_DONE) {
@@ -461,6 +479,9 @@ static void rec_done(sl_batch_t *b, uint32_t idx)
     }
     sl_lane_t *lane = b->lane;
     b->state[idx] = REC_DONE;
+    if (b->watch != NULL && b->watch[idx].fn != NULL) {
+        b->watch[idx].fn(b->watch[idx].arg);
+    }
     if (b->agg) {
         lane->agg_rows--;
         batch_release(b);

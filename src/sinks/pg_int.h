@@ -50,7 +50,8 @@ typedef struct pg_row {
     uint32_t idx;
     uint64_t key; /* upsert: hash of the conflict columns' values */
     bool rejected;
-    char *reason; /* owned, when rejected */
+    bool reported; /* rejected and handed to the dead-letter path (before the commit) */
+    char *reason;  /* owned, when rejected */
 } pg_row_t;
 
 /* The next offset to store per partition (exactly_once). */
@@ -72,8 +73,9 @@ typedef struct pg_job {
     size_t n_off, cap_off;
     pg_off_t *offs;
     size_t n_offs, cap_offs;
-    int64_t first_ms; /* when its first row came */
-    bool sealed;      /* an aggregate flush: nothing more goes in */
+    int64_t first_ms;    /* when its first row came */
+    bool sealed;         /* an aggregate flush: nothing more goes in */
+    size_t rejects_left; /* under the sink's mu: rejected rows not yet dead-lettered */
 } pg_job_t;
 
 /* A lane's sink instance. */

@@ -13,7 +13,7 @@
 #include "util/log.h"
 
 /* PT_UNKNOWN: the connection broke during COMMIT, which may have happened. */
-typedef enum { PT_OK = 0, PT_RETRY, PT_DATA, PT_ALL, PT_UNKNOWN } pt_rc_t;
+typedef enum { PT_OK = 0, PT_RETRY, PT_DATA, PT_ALL, PT_UNKNOWN, PT_STOP } pt_rc_t;
 
 /* Server notices ("relation ... already exists, skipping") go to the debug
  * log, not to stderr. */
@@ -110,20 +110,43 @@ static size_t pt_chunk(const pg_shared_t *sh)
 static PGresult *pt_write(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
 {
     const pg_shared_t *sh = s->sh;
+    /* rows already dead-lettered (an earlier attempt found them) stay out */
+    size_t *rows = sl_xmalloc((hi - lo + 1) * sizeof(size_t));
+    size_t nr = 0;
+    for (size_t i = lo; i < hi; i++) {
+        if (!j->rows[i].reported) {
+            rows[nr++] = i;
+        }
+    }
+    PGresult *fail = NULL;
+    if (nr == 0) {
+        free(rows);
+        return NULL;
+    }
     if (sh->mode == PG_COPY) {
         PGresult *r = PQexec(s->conn, sh->copy_sql);
         if (PQresultStatus(r) != PGRES_COPY_IN) {
+            free(rows);
             return r;
         }
         PQclear(r);
-        size_t a = j->off[lo], b = j->off[hi];
-        int ok = PQputCopyData(s->conn, j->text.data + a, (int)(b - a)) == 1;
+        int ok = 1;
+        for (size_t i = 0; i < nr && ok;) {
+            size_t k = i + 1; /* a run of consecutive rows goes in one piece */
+            while (k < nr && rows[k] == rows[k - 1] + 1) {
+                k++;
+            }
+            size_t a = j->off[rows[i]], e = j->off[rows[k - 1] + 1];
+            ok = PQputCopyData(s->conn, j->text.data + a, (int)(e - a)) == 1;
+            i = k;
+        }
         ok = PQputCopyEnd(s->conn, ok ? NULL : "sluice: putCopyData failed") == 1 && ok;
         r = PQgetResult(s->conn);
         PGresult *extra;
         while ((extra = PQgetResult(s->conn)) != NULL) {
             PQclear(extra);
         }
+        free(rows);
         if (ok && PQresultStatus(r) == PGRES_COMMAND_OK) {
             PQclear(r);
             return NULL;
@@ -134,15 +157,14 @@ static PGresult *pt_write(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
     const char **vals = sl_xmalloc(chunk * nc * sizeof(char *));
     uint64_t seen[PT_SEEN];
     sl_buf_t sql = SL_BUF_INIT;
-    PGresult *fail = NULL;
-    for (size_t at = lo, n; at < hi && fail == NULL; at += n) {
-        n = SL_MIN(chunk, hi - at);
+    for (size_t at = 0, n; at < nr && fail == NULL; at += n) {
+        n = SL_MIN(chunk, nr - at);
         if (sh->mode == PG_UPSERT) {
             /* one statement cannot update a row twice (SQLSTATE 21000): a
              * key seen again starts the next statement */
             memset(seen, 0, sizeof(seen));
             for (size_t r = 0; r < n; r++) {
-                uint64_t k = j->rows[at + r].key | 1; /* 0 marks an empty slot */
+                uint64_t k = j->rows[rows[at + r]].key | 1; /* 0 marks an empty slot */
                 size_t slot = (size_t)k % PT_SEEN;
                 while (seen[slot] != 0 && seen[slot] != k) {
                     slot = (slot + 1) % PT_SEEN;
@@ -160,7 +182,7 @@ static PGresult *pt_write(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
             sl_buf_puts(&sql, r ? ",(" : "(");
             for (size_t k = 0; k < nc; k++) {
                 sl_buf_printf(&sql, "%s$%zu", k ? "," : "", r * nc + k + 1);
-                size_t o = j->off[(at + r) * nc + k];
+                size_t o = j->off[rows[at + r] * nc + k];
                 vals[r * nc + k] = o == SIZE_MAX ? NULL : j->text.data + o;
             }
             sl_buf_putc(&sql, ')');
@@ -175,6 +197,7 @@ static PGresult *pt_write(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
     }
     sl_buf_free(&sql);
     free(vals);
+    free(rows);
     return fail;
 }
 
@@ -208,6 +231,72 @@ static pt_rc_t pt_bisect(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
     return rc == PT_OK ? pt_bisect(s, j, mid, hi) : rc;
 }
 
+/* ---- rows PostgreSQL rejected: dead-lettered before the commit ----------------------------------
+ */
+
+/* On the lane thread: one rejected row reached the dead-letter path. */
+static void pt_reject_acked(void *arg)
+{
+    pg_job_t *j = arg;
+    pg_sink_t *s = j->owner;
+    pthread_mutex_lock(&s->mu);
+    j->rejects_left--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* On the lane thread: sends the job's newly rejected rows to the
+ * dead-letter path, each watched until it is done. */
+static void pt_rejects_post(sl_lane_t *lane, void *arg)
+{
+    (void)lane;
+    pg_job_t *j = arg;
+    pg_sink_t *s = j->owner;
+    size_t n = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        n += j->rows[i].rejected && !j->rows[i].reported;
+    }
+    pthread_mutex_lock(&s->mu);
+    j->rejects_left = n; /* all of them before the first can be acknowledged */
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < j->n; i++) {
+        pg_row_t *r = &j->rows[i];
+        if (r->rejected && !r->reported) {
+            r->reported = true;
+            atomic_fetch_add(&s->sh->rejected, 1);
+            sl_batch_watch(r->batch, r->idx, pt_reject_acked, j);
+            sl_batch_result(r->batch, r->idx, SL_STATUS_REJECT, r->reason);
+        }
+    }
+}
+
+/* Dead-letters the rows this attempt rejected and waits until the
+ * dead-letter path has them, so the commit (and with exactly_once the
+ * offsets past them) never gets ahead of their dead letters. Returns false
+ * if Sluice stops meanwhile. */
+static bool pt_report_rejects(pg_sink_t *s, pg_job_t *j)
+{
+    bool any = false;
+    for (size_t i = 0; i < j->n && !any; i++) {
+        any = j->rows[i].rejected && !j->rows[i].reported;
+    }
+    if (!any) {
+        return true;
+    }
+    pthread_mutex_lock(&s->mu);
+    j->rejects_left = SIZE_MAX; /* posted, not counted yet */
+    pthread_mutex_unlock(&s->mu);
+    sl_lane_post(s->lane, pt_rejects_post, j);
+    pthread_mutex_lock(&s->mu);
+    while (j->rejects_left != 0 && !s->stop) {
+        pthread_cond_wait(&s->cv, &s->mu);
+    }
+    bool stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    return !stop;
+}
+
 /* Stores the job's partitions' next offsets (exactly_once). */
 static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
 {
@@ -236,9 +325,11 @@ static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
 static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
 {
     for (size_t i = 0; i < j->n; i++) {
-        free(j->rows[i].reason);
-        j->rows[i].reason = NULL;
-        j->rows[i].rejected = false;
+        if (!j->rows[i].reported) {
+            free(j->rows[i].reason);
+            j->rows[i].reason = NULL;
+            j->rows[i].rejected = false;
+        }
     }
     if (!pt_exec(s->conn, "BEGIN")) {
         return PT_RETRY;
@@ -263,6 +354,9 @@ static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
             PQclear(r);
             rc = PT_RETRY;
         }
+    }
+    if (rc == PT_OK && !pt_report_rejects(s, j)) {
+        rc = PT_STOP;
     }
     if (rc != PT_OK) {
         (void)pt_exec(s->conn, "ROLLBACK");
@@ -383,6 +477,9 @@ static bool pt_run(pg_sink_t *s, pg_job_t *j)
         if (rc == PT_DATA) {
             rc = pt_txn(s, j, true);
         }
+        if (rc == PT_STOP) {
+            return false;
+        }
         if (rc == PT_OK) {
             atomic_store(&sh->healthy, true);
             atomic_fetch_add(&sh->txns, 1);
@@ -411,10 +508,13 @@ static void pt_done(sl_lane_t *lane, void *arg)
     pg_sink_t *s = j->owner;
     for (size_t i = 0; i < j->n; i++) {
         pg_row_t *r = &j->rows[i];
+        if (r->reported) {
+            continue; /* dead-lettered before the commit */
+        }
         if (j->first_ms < 0) {
             sl_batch_result(r->batch, r->idx, SL_STATUS_RETRY, NULL); /* abandoned at stop */
         } else if (r->rejected) {
-            atomic_fetch_add(&s->sh->rejected, 1);
+            atomic_fetch_add(&s->sh->rejected, 1); /* cannot happen: reported before */
             sl_batch_result(r->batch, r->idx, SL_STATUS_REJECT, r->reason);
         } else {
             sl_batch_result(r->batch, r->idx, SL_STATUS_OK, NULL);

@@ -679,7 +679,7 @@ static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
     const sl_value_t *v = sl_batch_values(b, idx);
     uint64_t key =
         sh->mode == PG_UPSERT ? sl_schema_hash(sh->schema, v, sh->key_fields, sh->n_key, 0) : 0;
-    j->rows[j->n++] = (pg_row_t){b, idx, key, false, NULL};
+    j->rows[j->n++] = (pg_row_t){b, idx, key, false, false, NULL};
     if (sh->mode == PG_COPY) {
         if (j->n_off == 0) {
             pg_job_off(j, 0);

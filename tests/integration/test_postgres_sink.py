@@ -17,6 +17,8 @@ topic and consumer group.
              must see duplicates, or it proves nothing
   aggregate_fire  the same with aggregate (delta) before the sink: 3 kills,
              totals exact
+  rejects_fire  exactly_once with CHECK violations, 3 kills: good rows once,
+             every rejected row dead-lettered (before the commit passing it)
   restart    PostgreSQL restarted mid-stream (exactly_once): nothing lost,
              nothing twice, transactions retried
   types      a column whose type does not take the field: `sluice check`
@@ -174,7 +176,8 @@ def sc_rejects(c, tmp, broker, db):
                 "SQLSTATE 23514", [d["reason"] for d in dlq[:2]])
 
 
-def kill_runs(c, cfg, tmp, db, table, label, kills):
+def kill_runs(c, cfg, tmp, db, table, label, kills,
+              progress="coalesce(sum(views), 0) + count(*)"):
     """Starts sluice `kills` times, each killed (-9) once rows are being
     written (the table grew since it started); returns how many kills landed
     while writing."""
@@ -182,7 +185,7 @@ def kill_runs(c, cfg, tmp, db, table, label, kills):
     landed = 0
 
     def count():  # grows with every transaction (upserts add views)
-        return int(db.sql(f"SELECT coalesce(sum(views), 0) + count(*) FROM {table}")[0][0])
+        return int(db.sql(f"SELECT {progress} FROM {table}")[0][0])
     for i in range(kills):
         before = count()
         with st.Sluice(cfg, tmp, name=f"sluice-{label}-{i}") as s:
@@ -256,6 +259,32 @@ def sc_aggregate_fire(c, tmp, broker, db):
             "the input after 3 kills", cs.totals_diff(want, got))
 
 
+def sc_rejects_fire(c, tmp, broker, db):
+    """exactly_once with rows PostgreSQL rejects, killed (-9) 3 times: every
+    good row once, every rejected row in the dead-letter file (their dead
+    letters are written before the transaction that passes them commits)."""
+    db.sql("CREATE TABLE checked_fire (name text PRIMARY KEY, price double precision "
+           "CHECK (price < 1000), dept text, seen timestamptz)")
+    events = store_events(60000, seed=21, bad_every=53)
+    produce(broker, "checked-fire", events)
+    cfg = config(tmp, "rejects-fire", broker.bootstrap, "checked-fire", STORE_SCHEMA,
+                 pg_sink(db, "checked_fire", mode="insert", exactly_once="true", max_rows=300,
+                         max_delay="0ms"), runtime="{log_level: warn, lanes: 1}")
+    landed = kill_runs(c, cfg, tmp, db, "checked_fire", "rejects-fire", 3, progress="count(*)")
+    run_to_end(c, cfg, tmp, "sluice-rejects-fire-end", "rejects-fire")
+    good = {e["name"] for e in events if e["price"] < 1000}
+    bad = {e["name"] for e in events if e["price"] >= 1000}
+    got = store_rows(db, "checked_fire")
+    dlq = {json.loads(d["payload"])["name"] for d in
+           cs.read_dlq(os.path.join(tmp, "rejects-fire.dlq.jsonl"))}
+    print(f"rejects_fire: {landed} of 3 kills landed while writing; {len(bad)} bad rows",
+          flush=True)
+    c.check(set(got) == good, f"rejects_fire: every good row exactly once ({len(got)} of "
+            f"{len(good)})")
+    c.check(bad <= dlq and dlq <= bad, f"rejects_fire: every rejected row is in the dead-letter "
+            f"file ({len(bad & dlq)} of {len(bad)}), and nothing else", sorted(bad - dlq)[:5])
+
+
 def sc_restart(c, tmp, broker, db):
     N = 200000
     exp = os.path.join(tmp, "restart.expected")
@@ -299,13 +328,14 @@ def sc_types(c, tmp, broker, db):
             "types: sluice run refuses to start with the same message", s.stderr()[-800:])
 
 
-SCENARIOS = [sc_counters, sc_modes, sc_rejects, sc_fire, sc_aggregate_fire, sc_restart, sc_types]
+SCENARIOS = [sc_counters, sc_modes, sc_rejects, sc_fire, sc_aggregate_fire, sc_rejects_fire,
+             sc_restart, sc_types]
 
 
 def test(c):
     tmp = tempfile.mkdtemp(prefix="sluice-postgres-")
     topics = ["counters:4", "store-insert:4", "store-copy:4", "checked-insert:2",
-              "checked-copy:2", "fire:8", "restart:4", "types:1"]
+              "checked-copy:2", "fire:8", "checked-fire:2", "restart:4", "types:1"]
     with harness.DevBroker(topics, tmpdir=tmp) as broker, pg.PG(tmp) as db:
         harness.run_scenarios(c, SCENARIOS, (tmp, broker, db), os.environ.get("PG_ONLY"))
     harness.finish(c, tmp)
