@@ -21,7 +21,7 @@ typedef struct sl_lane_metrics {
     atomic_uint_fast64_t aggregated;    /* folded into aggregate groups (done) */
     atomic_uint_fast64_t late;          /* late for their window (dead-lettered or dropped) */
     atomic_uint_fast64_t agg_flushes;   /* aggregate flushes with rows */
-    atomic_uint_fast64_t agg_replayed;  /* replayed records of windows written before a restart */
+    atomic_uint_fast64_t agg_replayed;  /* replayed records skipped: written before a restart */
     atomic_int_fast64_t agg_keys;       /* aggregate groups held */
     atomic_uint_fast64_t sink_rejected; /* rejected by the sink (-> dead letter) */
     atomic_uint_fast64_t dead_lettered; /* acknowledged by the dead-letter path */

@@ -159,9 +159,10 @@ static bool pl_agg_meta(const sl_pipeline_t *pl)
     return pl->cfg->agg != NULL && pl->cfg->agg->mode == SL_AGG_ABSOLUTE;
 }
 
-/* Reads the committed offsets' metadata of parts into reqs[i].meta. */
-static void pl_committed_meta(sl_pipeline_t *pl, const rd_kafka_topic_partition_list_t *parts,
-                              sl_part_req_t *reqs)
+/* Reads the committed offsets of parts, and their metadata, into
+ * reqs[i].committed and reqs[i].meta. */
+static void pl_committed(sl_pipeline_t *pl, const rd_kafka_topic_partition_list_t *parts,
+                         sl_part_req_t *reqs)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(parts);
     rd_kafka_resp_err_t err = rd_kafka_committed(pl->rk, l, 10000);
@@ -249,7 +250,7 @@ static void pl_assign(sl_pipeline_t *pl, rd_kafka_topic_partition_list_t *parts,
         rd_kafka_queue_destroy(pq);
     }
     if (pl_agg_meta(pl) || pl->cfg->sink->stored_offsets) {
-        pl_committed_meta(pl, parts, reqs);
+        pl_committed(pl, parts, reqs);
     }
     if (pl->cfg->sink->stored_offsets) {
         pl_stored_offsets(pl, parts, reqs);
@@ -442,11 +443,12 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
                "Aggregate flushes that wrote rows.", NULL);
         PL_SUM(agg_keys, "sluice_aggregate_groups", "gauge", "Aggregate groups held in memory.",
                NULL);
-        PL_SUM(agg_replayed, "sluice_records_replay_skipped_total", "counter",
-               "Records replayed after a restart whose window was already written (absolute "
-               "mode): skipped.",
-               NULL);
     }
+    /* absolute aggregation and exactly-once sinks both skip what was written */
+    PL_SUM(agg_replayed, "sluice_records_replay_skipped_total", "counter",
+           "Records consumed again after a restart and skipped because they were written "
+           "already (exactly-once sinks; aggregate absolute mode).",
+           NULL);
     PL_SUM(dead_lettered, "sluice_records_dead_lettered_total", "counter",
            "Records acknowledged by the dead-letter path.", NULL);
     PL_SUM(out, "sluice_records_out_total", "counter", "Records acknowledged by the sink.",

@@ -103,5 +103,9 @@ void pg_worker_stop(pg_sink_t *s);
  * err[256]. */
 PGconn *pg_connect(const pg_shared_t *sh, char *err);
 void pg_job_free(pg_job_t *j);
+/* Reads the offset stored for (group, topic, partition) into *next (-1:
+ * none). Returns 0, or -1 with the server's message in err[256]. */
+int pg_stored_offset(PGconn *c, const pg_shared_t *sh, const char *topic, int32_t partition,
+                     int64_t *next, char *err);
 
 #endif

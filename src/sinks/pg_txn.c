@@ -370,6 +370,30 @@ static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
     return rc;
 }
 
+int pg_stored_offset(PGconn *c, const pg_shared_t *sh, const char *topic, int32_t partition,
+                     int64_t *next, char *err)
+{
+    char sql[300], part[16];
+    snprintf(sql, sizeof(sql),
+             "SELECT next_offset FROM %s WHERE group_id = $1 AND topic = $2 AND partition = $3",
+             sh->offsets_q);
+    snprintf(part, sizeof(part), "%d", (int)partition);
+    const char *v[3] = {sh->group, topic, part};
+    PGresult *r = PQexecParams(c, sql, 3, NULL, v, NULL, NULL, 0);
+    int rc = 0;
+    *next = -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, 256, "%s: reading %s failed: %s", sh->name, sh->offsets_q,
+                 PQresultErrorMessage(r));
+        err[strcspn(err, "\n")] = '\0';
+        rc = -1;
+    } else if (PQntuples(r) == 1) {
+        *next = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    }
+    PQclear(r);
+    return rc;
+}
+
 /* After a COMMIT whose outcome is unknown (exactly_once): did it happen?
  * Yes if every partition's stored offset reached the job's. Returns 1, 0,
  * or -1 when the server cannot tell now. */
@@ -378,22 +402,15 @@ static int pt_committed(pg_sink_t *s, const pg_job_t *j)
     if (j->n_offs == 0) {
         return 0; /* nothing to tell by: write again (at-least-once) */
     }
-    char sql[300];
-    snprintf(sql, sizeof(sql),
-             "SELECT next_offset FROM %s WHERE group_id = $1 AND topic = $2 AND partition = $3",
-             s->sh->offsets_q);
     for (size_t i = 0; i < j->n_offs; i++) {
-        char part[16];
-        snprintf(part, sizeof(part), "%d", (int)j->offs[i].partition);
-        const char *v[3] = {s->sh->group, j->offs[i].topic, part};
-        PGresult *r = PQexecParams(s->conn, sql, 3, NULL, v, NULL, NULL, 0);
-        int ok = PQresultStatus(r) != PGRES_TUPLES_OK ? -1
-                 : PQntuples(r) == 1 && strtoll(PQgetvalue(r, 0, 0), NULL, 10) >= j->offs[i].next
-                     ? 1
-                     : 0;
-        PQclear(r);
-        if (ok != 1) {
-            return ok;
+        int64_t next;
+        char err[256];
+        if (pg_stored_offset(s->conn, s->sh, j->offs[i].topic, j->offs[i].partition, &next, err) !=
+            0) {
+            return -1;
+        }
+        if (next < j->offs[i].next) {
+            return 0;
         }
     }
     return 1;

@@ -839,26 +839,10 @@ static int pg_stored_offsets(void *shared, const char *const *topics, const int3
     if (c == NULL) {
         return pg_err(err, "sink.postgres: cannot connect (%s)", why);
     }
-    sl_buf_t q = SL_BUF_INIT;
-    sl_buf_printf(&q,
-                  "SELECT next_offset FROM %s WHERE group_id = $1 AND topic = $2 AND "
-                  "partition = $3",
-                  sh->offsets_q);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        char part[16];
-        snprintf(part, sizeof(part), "%d", (int)partitions[i]);
-        const char *v[3] = {sh->group, topics[i], part};
-        PGresult *r = PQexecParams(c, q.data, 3, NULL, v, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            rc = pg_err(err, "sink.postgres: reading %s failed: %s", sh->offsets_q,
-                        PQresultErrorMessage(r));
-        } else if (PQntuples(r) == 1) {
-            next[i] = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        }
-        PQclear(r);
+        rc = pg_stored_offset(c, sh, topics[i], partitions[i], &next[i], err);
     }
-    sl_buf_free(&q);
     PQfinish(c);
     return rc;
 }
