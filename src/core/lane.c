@@ -1439,7 +1439,18 @@ static void *lane_main(void *arg)
             nfds = lane->sink->pollfds(lane->sink_ctx, pfd + 1, LANE_MAX_SINK_FDS, &timeout);
             nfds = SL_MAX(0, SL_MIN(nfds, LANE_MAX_SINK_FDS));
         }
+        int64_t t0 = timeout > 0 ? sl_now_us() : 0;
         poll(pfd, (nfds_t)nfds + 1, SL_MAX(timeout, 0));
+        if (timeout > 0 && !lane->stopping) {
+            /* where a lane's idle time goes: the sink (back-pressure) or
+             * the source (nothing to consume) */
+            uint64_t waited = (uint64_t)(sl_now_us() - t0);
+            if (blocked) {
+                SL_M_ADD(&lane->m, wait_blocked_us, waited);
+            } else if (got == 0) {
+                SL_M_ADD(&lane->m, wait_starved_us, waited);
+            }
+        }
         if (lane->sink->io) {
             lane->sink->io(lane->sink_ctx, pfd + 1, nfds);
         }

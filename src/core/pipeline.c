@@ -405,21 +405,34 @@ static void pl_log_cb(const rd_kafka_t *rk, int level, const char *fac, const ch
 
 /* ---- metrics -------------------------------------------------------------- */
 
-static void pl_sum(sl_pipeline_t *pl, size_t off, sl_buf_t *out, const char *name, const char *type,
-                   const char *help, const char *labels)
+static int64_t pl_total(sl_pipeline_t *pl, size_t off)
 {
-    sl_prom_header(out, name, type, help);
     int64_t sum = 0;
     for (int i = 0; i < pl->n_lanes; i++) {
         sum += (int64_t)atomic_load_explicit(
             (atomic_int_fast64_t *)((char *)sl_lane_metrics(pl->lanes[i]) + off),
             memory_order_relaxed);
     }
-    sl_buf_printf(out, "%s%s %lld\n", name, labels ? labels : "", (long long)sum);
+    return sum;
+}
+
+static void pl_sum(sl_pipeline_t *pl, size_t off, sl_buf_t *out, const char *name, const char *type,
+                   const char *help, const char *labels)
+{
+    sl_prom_header(out, name, type, help);
+    sl_buf_printf(out, "%s%s %lld\n", name, labels ? labels : "", (long long)pl_total(pl, off));
 }
 
 #define PL_SUM(field, name, type, help, labels)                                                    \
     pl_sum(pl, offsetof(sl_lane_metrics_t, field), out, name, type, help, labels)
+
+/* A microsecond counter, exported in seconds. */
+#define PL_SECONDS(field, name, help)                                                              \
+    do {                                                                                           \
+        sl_prom_header(out, name, "counter", help);                                                \
+        sl_buf_printf(out, "%s %.6f\n", name,                                                      \
+                      (double)pl_total(pl, offsetof(sl_lane_metrics_t, field)) / 1e6);             \
+    } while (0)
 
 static void pl_render_metrics(void *ctx, sl_buf_t *out)
 {
@@ -472,6 +485,12 @@ static void pl_render_metrics(void *ctx, sl_buf_t *out)
     PL_SUM(pauses, "sluice_pauses_total", "counter", "Times a lane paused its partitions.", NULL);
     PL_SUM(fetch_nudges, "sluice_fetch_nudges_total", "counter",
            "Seeks to the next offset that woke librdkafka's fetcher for a starved lane.", NULL);
+    PL_SECONDS(wait_blocked_us, "sluice_lane_blocked_seconds_total",
+               "Time lanes waited with the sink, the dead-letter path or the in-flight budget "
+               "full (back-pressure: the sink is the bottleneck).");
+    PL_SECONDS(wait_starved_us, "sluice_lane_starved_seconds_total",
+               "Time lanes waited for messages with none to consume (the source is the "
+               "bottleneck, or the pipeline is caught up).");
 
     sl_prom_header(out, "sluice_batch_latency_seconds", "histogram",
                    "Time from consuming a batch to its last record's acknowledgement.");
@@ -575,7 +594,7 @@ static bool pl_at_end(sl_pipeline_t *pl)
 static void pl_summary(sl_pipeline_t *pl)
 {
     uint64_t in = 0, valid = 0, invalid = 0, filtered = 0, dups = 0, dlq = 0, out = 0, agg = 0,
-             late = 0;
+             late = 0, blocked_us = 0, starved_us = 0;
     int64_t first = INT64_MAX, last = 0;
     for (int i = 0; i < pl->n_lanes; i++) {
         sl_lane_metrics_t *m = sl_lane_metrics(pl->lanes[i]);
@@ -593,6 +612,8 @@ static void pl_summary(sl_pipeline_t *pl)
         out += SL_M_GET(m, out);
         agg += SL_M_GET(m, aggregated);
         late += SL_M_GET(m, late);
+        blocked_us += SL_M_GET(m, wait_blocked_us);
+        starved_us += SL_M_GET(m, wait_starved_us);
     }
     double secs = (double)(sl_now_ms() - pl->start_ms) / 1000.0;
     /* active: from the first record consumed to the last one acknowledged
@@ -601,11 +622,12 @@ static void pl_summary(sl_pipeline_t *pl)
     fprintf(stderr,
             "sluice: summary records=%llu valid=%llu invalid=%llu filtered=%llu duplicates=%llu "
             "aggregated=%llu late=%llu dead_lettered=%llu out=%llu elapsed=%.2fs rate=%.0f/s "
-            "active=%.3fs active_rate=%.0f/s\n",
+            "active=%.3fs active_rate=%.0f/s lanes_blocked=%.3fs lanes_starved=%.3fs\n",
             (unsigned long long)in, (unsigned long long)valid, (unsigned long long)invalid,
             (unsigned long long)filtered, (unsigned long long)dups, (unsigned long long)agg,
             (unsigned long long)late, (unsigned long long)dlq, (unsigned long long)out, secs,
-            secs > 0 ? (double)in / secs : 0.0, active, active > 0 ? (double)in / active : 0.0);
+            secs > 0 ? (double)in / secs : 0.0, active, active > 0 ? (double)in / active : 0.0,
+            (double)blocked_us / 1e6, (double)starved_us / 1e6);
 }
 
 static void pl_stop_lanes(sl_pipeline_t *pl)

@@ -189,10 +189,14 @@ typedef struct cass cass_t;
 /* One request in flight (or waiting to be sent): the records it carries. */
 typedef struct cass_req {
     cass_t *s;
-    sl_batch_t *batch;
+    sl_batch_t *batch; /* on the free list: the next free request */
     uint32_t n;
     uint32_t idx[];
 } cass_req_t;
+
+/* Single-row requests (nearly all of them: rows of a batch rarely share a
+ * partition) are recycled through a free list of at most this many. */
+#define CASS_FREE_MAX 4096
 
 struct cass {
     cass_shared_t *sh;
@@ -209,6 +213,8 @@ struct cass {
      * in the budget); sent from io/poll */
     cass_req_t **pending;
     size_t n_pending, cap_pending;
+    cass_req_t *free1; /* free single-row requests, linked through batch */
+    size_t n_free1;
     /* scratch for submit */
     sl_buf_t data, keys, reasons;
     sl_cql_bytes_t *vals;
@@ -707,17 +713,26 @@ static size_t cass_budget_take(cass_t *s, size_t n)
     return 0;
 }
 
-static void cass_budget_give(cass_shared_t *sh, size_t n)
+/* Gives n records back. Lanes that found the budget full are woken once it
+ * is down to three quarters, not at every acknowledgement: a wake-up is a
+ * write to a pipe and, on a busy machine, often a context switch (perf: a
+ * quarter of a counter pipeline's switches were these). A lane with
+ * requests of its own in flight also wakes on their responses, and the
+ * giving lane tries again in its own loop, so it is never woken. */
+static void cass_budget_give(cass_t *s, size_t n)
 {
+    cass_shared_t *sh = s->sh;
     if (n == 0) {
         return;
     }
-    atomic_fetch_sub(&sh->in_flight, (long long)n);
-    if (!atomic_load(&sh->any_refused) || !atomic_exchange(&sh->any_refused, false)) {
+    long long left = atomic_fetch_sub(&sh->in_flight, (long long)n) - (long long)n;
+    long long max = sh->o->max_in_flight;
+    if (left > max - max / 4 || !atomic_load(&sh->any_refused) ||
+        !atomic_exchange(&sh->any_refused, false)) {
         return;
     }
     for (size_t i = 0; i < sh->n_lanes; i++) {
-        if (sh->lanes[i] && atomic_exchange(&sh->refused[i], false)) {
+        if (sh->lanes[i] && atomic_exchange(&sh->refused[i], false) && (int)i != s->lane_id) {
             sl_lane_wake(sh->lanes[i]);
         }
     }
@@ -803,11 +818,29 @@ static void cass_on_outcome(void *ctx, const sl_cql_outcome_t *out);
 
 static cass_req_t *cass_req_new(cass_t *s, sl_batch_t *b, uint32_t n)
 {
-    cass_req_t *r = sl_xmalloc(sizeof(*r) + n * sizeof(uint32_t));
+    cass_req_t *r;
+    if (n == 1 && s->free1 != NULL) {
+        r = s->free1;
+        s->free1 = (cass_req_t *)r->batch;
+        s->n_free1--;
+    } else {
+        r = sl_xmalloc(sizeof(*r) + n * sizeof(uint32_t));
+    }
     r->s = s;
     r->batch = b;
     r->n = n;
     return r;
+}
+
+static void cass_req_free(cass_t *s, cass_req_t *r)
+{
+    if (r->n != 1 || s->n_free1 >= CASS_FREE_MAX) {
+        free(r);
+        return;
+    }
+    r->batch = (sl_batch_t *)s->free1;
+    s->free1 = r;
+    s->n_free1++;
 }
 
 static sl_cql_send_rc_t cass_send_rows(cass_t *s, cass_req_t *r, const sl_cql_bytes_t **rows,
@@ -838,7 +871,7 @@ static void cass_report(cass_t *s, cass_req_t *r, sl_status_t st, const char *re
     for (uint32_t i = 0; i < r->n; i++) {
         sl_batch_result(r->batch, r->idx[i], st, reason);
     }
-    cass_budget_give(s->sh, r->n);
+    cass_budget_give(s, r->n);
 }
 
 static void cass_push_pending(cass_t *s, cass_req_t *r)
@@ -866,7 +899,7 @@ static sl_cql_send_rc_t cass_send_req(cass_t *s, cass_req_t *r)
         if (sl_cass_encode(&sh->bind, sh->schema, sl_batch_values(r->batch, r->idx[i]), &s->data,
                            s->vals + i * nm, s->offs + i * nm, &why) != 0) {
             cass_report(s, r, SL_STATUS_REJECT, why.text);
-            free(r);
+            cass_req_free(s, r);
             return SL_CQL_SEND_OK;
         }
     }
@@ -885,7 +918,7 @@ static sl_cql_send_rc_t cass_send_req(cass_t *s, cass_req_t *r)
         char reason[2 * SL_REASON_MAX];
         snprintf(reason, sizeof(reason), "cassandra: %s", err ? err : "request refused");
         cass_report(s, r, SL_STATUS_REJECT, reason);
-        free(r);
+        cass_req_free(s, r);
         return SL_CQL_SEND_OK;
     }
     return rc;
@@ -907,7 +940,7 @@ static void cass_split_pending(cass_t *s, size_t i)
         one->idx[0] = r->idx[k];
         s->pending[i + k] = one;
     }
-    free(r);
+    cass_req_free(s, r);
 }
 
 /* Sends what waits in pending, in order, until the session is full. */
@@ -953,7 +986,7 @@ static void cass_on_outcome(void *ctx, const sl_cql_outcome_t *out)
     cass_shared_t *sh = s->sh;
     if (out->ok) {
         cass_report(s, r, SL_STATUS_OK, NULL);
-        free(r);
+        cass_req_free(s, r);
         return;
     }
     int cls = CASS_ERR_RETRIABLE;
@@ -976,7 +1009,7 @@ static void cass_on_outcome(void *ctx, const sl_cql_outcome_t *out)
                  s->lane_id, cass_err_names[cls], (int)out->code, (unsigned)r->n, msg);
     if (s->closing) {
         cass_report(s, r, SL_STATUS_RETRY, NULL); /* shutting down: redelivered later */
-        free(r);
+        cass_req_free(s, r);
         return;
     }
     char reason[2 * SL_REASON_MAX];
@@ -991,7 +1024,7 @@ static void cass_on_outcome(void *ctx, const sl_cql_outcome_t *out)
                 one->idx[0] = r->idx[i];
                 cass_push_pending(s, one);
             }
-            free(r);
+            cass_req_free(s, r);
             return;
         }
         snprintf(reason, sizeof(reason), "cassandra: %s", msg);
@@ -1020,7 +1053,7 @@ static void cass_on_outcome(void *ctx, const sl_cql_outcome_t *out)
         cass_report(s, r, SL_STATUS_RETRY, NULL);
         break;
     }
-    free(r);
+    cass_req_free(s, r);
 }
 
 /* Reports the rejected records among the first n offered (their reasons
@@ -1034,7 +1067,7 @@ static void cass_report_rejects(cass_t *s, sl_batch_t *b, const uint32_t *idx, s
             k++;
         }
     }
-    cass_budget_give(s->sh, k);
+    cass_budget_give(s, k);
 }
 
 static size_t cass_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t n)
@@ -1148,7 +1181,7 @@ static size_t cass_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t 
                 snprintf(reason, sizeof(reason), "cassandra: %s", err ? err : "request refused");
                 cass_report(s, r, SL_STATUS_REJECT, reason);
             }
-            free(r);
+            cass_req_free(s, r);
             continue;
         }
         /* AGAIN or DOWN */
@@ -1156,9 +1189,9 @@ static size_t cass_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t 
             /* nothing sent: take only the rejected records before the first
              * record of this request, and give the rest of the budget back */
             size_t first = s->items[a].pos;
-            free(r);
+            cass_req_free(s, r);
             cass_report_rejects(s, b, idx, first);
-            cass_budget_give(sh, take - first);
+            cass_budget_give(s, take - first);
             return first;
         }
         /* part sent: keep the rest here (taken, in the budget) */
@@ -1314,6 +1347,11 @@ static void cass_close(void *ctx)
     atomic_store(&s->sh->lane_state[s->lane_id], CASS_LANE_UNKNOWN);
     atomic_store(&s->sh->hosts_up[s->lane_id], 0);
     free(s->pending);
+    while (s->free1 != NULL) {
+        cass_req_t *r = s->free1;
+        s->free1 = (cass_req_t *)r->batch;
+        free(r);
+    }
     sl_buf_free(&s->data);
     sl_buf_free(&s->keys);
     sl_buf_free(&s->reasons);

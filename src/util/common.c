@@ -70,6 +70,13 @@ int64_t sl_now_ms(void)
     return sl_now_us() / 1000;
 }
 
+int64_t sl_now_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t sl_wall_us(void)
 {
     struct timespec ts;

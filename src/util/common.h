@@ -32,5 +32,9 @@ SL_NORETURN void sl_fatal(const char *fmt, ...) SL_PRINTF(1, 2);
 int64_t sl_now_ms(void);
 int64_t sl_now_us(void);
 int64_t sl_wall_us(void);
+/* The monotonic clock at the kernel's tick resolution (1-4 ms; a memory
+ * read, for per-request timestamps on hot paths). Never ahead of sl_now_ms;
+ * callers that mix the two keep the larger. */
+int64_t sl_now_coarse_ms(void);
 
 #endif

@@ -39,11 +39,23 @@ def test(c):
             # while stalled: intake stops, RSS stays bounded
             samples = []
             first_in = s.metric("sluice_records_in_total")
+            blocked0 = s.metric("sluice_lane_blocked_seconds_total")
+            starved0 = s.metric("sluice_lane_starved_seconds_total")
+            t0 = time.monotonic()
             deadline = time.monotonic() + 4
             while time.monotonic() < deadline:
                 samples.append(s.rss_kb())
                 time.sleep(0.2)
             last_in = s.metric("sluice_records_in_total")
+            # both lanes wait on the sink all along: the metric says so, and
+            # does not call it starvation
+            blocked = s.metric("sluice_lane_blocked_seconds_total") - blocked0
+            starved = s.metric("sluice_lane_starved_seconds_total") - starved0
+            span = time.monotonic() - t0
+            c.check(blocked >= span, "stalled: lanes' blocked time grows (2 lanes)",
+                    f"{blocked:.2f} s in {span:.2f} s")
+            c.check(starved < 0.5, "stalled: not counted as starved", f"{starved:.2f} s")
+            print(f"stalled: lanes blocked {blocked:.2f} s, starved {starved:.2f} s in {span:.2f} s")
             c.check(last_in < N, "stalled: far from everything consumed", last_in)
             c.check(last_in - first_in <= 2 * 5000, "stalled: intake stops (bounded by the "
                     "in-flight budget)", f"{first_in} -> {last_in}")

@@ -259,6 +259,7 @@ typedef struct fk_result {
 static fk_result_t results[1024];
 static size_t n_results;
 static int wakes;
+static sl_lane_t *last_woken;
 
 void sl_batch_result(sl_batch_t *b, uint32_t idx, sl_status_t status, const char *reason)
 {
@@ -280,7 +281,7 @@ void sl_batch_origin(const sl_batch_t *b, uint32_t idx, sl_origin_t *o)
 
 void sl_lane_wake(sl_lane_t *lane)
 {
-    (void)lane;
+    last_woken = lane;
     wakes++;
 }
 
@@ -586,23 +587,43 @@ TEST(budget_is_shared_and_wakes_refused_lanes)
 {
     inst_t in;
     char y[256];
-    snprintf(y, sizeof(y), "%s, max_in_flight: 3, batch_max_rows: 1}", base);
+    snprintf(y, sizeof(y), "%s, max_in_flight: 8, batch_max_rows: 1}", base);
     start(&in, y, false);
-    for (uint32_t i = 0; i < 5; i++) {
+    /* a second lane on the same process-wide budget */
+    static char lane1;
+    void *ctx1 = NULL;
+    char err[256] = "";
+    sl_plugin_env_t env1 = {(sl_lane_t *)&lane1, &schema, "sink.cassandra", 1};
+    CHECK_INT(sink->open(&ctx1, in.shared, &env1, err), 0);
+    for (uint32_t i = 0; i < 12; i++) {
         rec(i, i, i);
     }
-    CHECK_INT(submit_range(&in, 0, 5), 3);
-    CHECK_INT(submit_range(&in, 3, 2), 0);
+    CHECK_INT(submit_range(&in, 0, 10), 8);
+    uint32_t idx[2] = {8, 9};
+    CHECK_INT(sink->submit(ctx1, &batch, idx, 2), 0); /* lane 1: refused */
+    CHECK_INT(submit_range(&in, 8, 2), 0);            /* lane 0 too */
     CHECK_INT(wakes, 0);
+    /* one acknowledgement does not wake anyone: a woken lane would find
+     * room for one record */
     fk_finish(0, &ok_outcome);
-    CHECK_INT(wakes, 1); /* the refused lane is woken */
-    CHECK_INT(submit_range(&in, 3, 2), 1);
+    CHECK_INT(wakes, 0);
+    /* down to three quarters: lane 1 is woken once; lane 0, whose
+     * acknowledgements these are, tries again in its own loop */
+    fk_finish(1, &ok_outcome);
+    CHECK_INT(wakes, 1);
+    CHECK(last_woken == (sl_lane_t *)&lane1);
+    fk_finish(2, &ok_outcome);
+    CHECK_INT(wakes, 1);
+    CHECK_INT(sink->submit(ctx1, &batch, idx, 2), 2);
+    CHECK_INT(submit_range(&in, 10, 2), 1);
     sl_buf_t m = SL_BUF_INIT;
     sink->metrics(in.shared, &m);
-    CHECK_CONTAINS(m.data, "sluice_cassandra_in_flight 3\n");
+    CHECK_CONTAINS(m.data, "sluice_cassandra_in_flight 8\n");
     sl_buf_free(&m);
+    sink->close(ctx1);
     stop(&in);
-    CHECK_INT(count_results(SL_STATUS_RETRY), 3);
+    CHECK_INT(count_results(SL_STATUS_OK), 3);
+    CHECK_INT(count_results(SL_STATUS_RETRY), 8);
 }
 
 TEST(permanent_batch_is_split_and_bad_records_rejected)
