@@ -105,90 +105,123 @@ static size_t pt_chunk(const pg_shared_t *sh)
     return SL_MIN((size_t)1000, 65535 / sh->n_cols);
 }
 
-/* Runs rows [lo, hi) of j: INSERT statements of up to pt_chunk rows, or one
- * COPY. Returns NULL, or the failed result (caller clears). */
+/* The rows of [lo, hi) not dead-lettered by an earlier attempt (those stay
+ * out); *nr of them. Caller frees. */
+static size_t *pt_rows(const pg_job_t *j, size_t lo, size_t hi, size_t *nr)
+{
+    size_t *rows = sl_xmalloc((hi - lo + 1) * sizeof(size_t));
+    *nr = 0;
+    for (size_t i = lo; i < hi; i++) {
+        if (!j->rows[i].reported) {
+            rows[(*nr)++] = i;
+        }
+    }
+    return rows;
+}
+
+/* Builds the INSERT for rows[at..nr): up to pt_chunk rows, and for upsert
+ * ending before a key the statement already has (one statement cannot
+ * update a row twice: SQLSTATE 21000). Fills sql and vals; returns the
+ * number of rows it holds. */
+static size_t pt_stmt(const pg_shared_t *sh, const pg_job_t *j, const size_t *rows, size_t at,
+                      size_t nr, sl_buf_t *sql, const char **vals)
+{
+    size_t nc = sh->n_cols, n = SL_MIN(pt_chunk(sh), nr - at);
+    if (sh->mode == PG_UPSERT) {
+        uint64_t seen[PT_SEEN];
+        memset(seen, 0, sizeof(seen));
+        for (size_t r = 0; r < n; r++) {
+            uint64_t k = j->rows[rows[at + r]].key | 1; /* 0 marks an empty slot */
+            size_t slot = (size_t)k % PT_SEEN;
+            while (seen[slot] != 0 && seen[slot] != k) {
+                slot = (slot + 1) % PT_SEEN;
+            }
+            if (seen[slot] == k) {
+                n = r;
+                break;
+            }
+            seen[slot] = k;
+        }
+    }
+    sql->len = 0;
+    sl_buf_puts(sql, sh->insert_head);
+    for (size_t r = 0; r < n; r++) {
+        sl_buf_puts(sql, r ? ",(" : "(");
+        for (size_t k = 0; k < nc; k++) {
+            sl_buf_printf(sql, "%s$%zu", k ? "," : "", r * nc + k + 1);
+            size_t o = j->off[rows[at + r] * nc + k];
+            vals[r * nc + k] = o == SIZE_MAX ? NULL : j->text.data + o;
+        }
+        sl_buf_putc(sql, ')');
+    }
+    sl_buf_puts(sql, sh->insert_tail);
+    return n;
+}
+
+/* COPY of rows[0..nr) (with_begin: "BEGIN; COPY ...", one round trip
+ * less). Returns NULL, or the failed result (caller clears). */
+static PGresult *pt_copy(pg_sink_t *s, pg_job_t *j, const size_t *rows, size_t nr, bool with_begin)
+{
+    PGresult *r;
+    if (with_begin) {
+        char *q = sl_xmalloc(strlen(s->sh->copy_sql) + 8);
+        sprintf(q, "BEGIN;%s", s->sh->copy_sql);
+        r = PQexec(s->conn, q);
+        free(q);
+    } else {
+        r = PQexec(s->conn, s->sh->copy_sql);
+    }
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        return r;
+    }
+    PQclear(r);
+    int ok = 1;
+    for (size_t i = 0; i < nr && ok;) {
+        size_t k = i + 1; /* a run of consecutive rows goes in one piece */
+        while (k < nr && rows[k] == rows[k - 1] + 1) {
+            k++;
+        }
+        size_t a = j->off[rows[i]], e = j->off[rows[k - 1] + 1];
+        ok = PQputCopyData(s->conn, j->text.data + a, (int)(e - a)) == 1;
+        i = k;
+    }
+    ok = PQputCopyEnd(s->conn, ok ? NULL : "sluice: putCopyData failed") == 1 && ok;
+    r = PQgetResult(s->conn);
+    PGresult *extra;
+    while ((extra = PQgetResult(s->conn)) != NULL) {
+        PQclear(extra);
+    }
+    if (ok && PQresultStatus(r) == PGRES_COMMAND_OK) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Runs rows [lo, hi) of j, one statement at a time: INSERT statements of
+ * up to pt_chunk rows, or one COPY. Returns NULL, or the failed result
+ * (caller clears). */
 static PGresult *pt_write(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
 {
     const pg_shared_t *sh = s->sh;
-    /* rows already dead-lettered (an earlier attempt found them) stay out */
-    size_t *rows = sl_xmalloc((hi - lo + 1) * sizeof(size_t));
-    size_t nr = 0;
-    for (size_t i = lo; i < hi; i++) {
-        if (!j->rows[i].reported) {
-            rows[nr++] = i;
-        }
-    }
+    size_t nr;
+    size_t *rows = pt_rows(j, lo, hi, &nr);
     PGresult *fail = NULL;
     if (nr == 0) {
         free(rows);
         return NULL;
     }
     if (sh->mode == PG_COPY) {
-        PGresult *r = PQexec(s->conn, sh->copy_sql);
-        if (PQresultStatus(r) != PGRES_COPY_IN) {
-            free(rows);
-            return r;
-        }
-        PQclear(r);
-        int ok = 1;
-        for (size_t i = 0; i < nr && ok;) {
-            size_t k = i + 1; /* a run of consecutive rows goes in one piece */
-            while (k < nr && rows[k] == rows[k - 1] + 1) {
-                k++;
-            }
-            size_t a = j->off[rows[i]], e = j->off[rows[k - 1] + 1];
-            ok = PQputCopyData(s->conn, j->text.data + a, (int)(e - a)) == 1;
-            i = k;
-        }
-        ok = PQputCopyEnd(s->conn, ok ? NULL : "sluice: putCopyData failed") == 1 && ok;
-        r = PQgetResult(s->conn);
-        PGresult *extra;
-        while ((extra = PQgetResult(s->conn)) != NULL) {
-            PQclear(extra);
-        }
+        fail = pt_copy(s, j, rows, nr, false);
         free(rows);
-        if (ok && PQresultStatus(r) == PGRES_COMMAND_OK) {
-            PQclear(r);
-            return NULL;
-        }
-        return r;
+        return fail;
     }
-    size_t chunk = pt_chunk(sh), nc = sh->n_cols;
-    const char **vals = sl_xmalloc(chunk * nc * sizeof(char *));
-    uint64_t seen[PT_SEEN];
+    const char **vals = sl_xmalloc(pt_chunk(sh) * sh->n_cols * sizeof(char *));
     sl_buf_t sql = SL_BUF_INIT;
     for (size_t at = 0, n; at < nr && fail == NULL; at += n) {
-        n = SL_MIN(chunk, nr - at);
-        if (sh->mode == PG_UPSERT) {
-            /* one statement cannot update a row twice (SQLSTATE 21000): a
-             * key seen again starts the next statement */
-            memset(seen, 0, sizeof(seen));
-            for (size_t r = 0; r < n; r++) {
-                uint64_t k = j->rows[rows[at + r]].key | 1; /* 0 marks an empty slot */
-                size_t slot = (size_t)k % PT_SEEN;
-                while (seen[slot] != 0 && seen[slot] != k) {
-                    slot = (slot + 1) % PT_SEEN;
-                }
-                if (seen[slot] == k) {
-                    n = r;
-                    break;
-                }
-                seen[slot] = k;
-            }
-        }
-        sql.len = 0;
-        sl_buf_puts(&sql, sh->insert_head);
-        for (size_t r = 0; r < n; r++) {
-            sl_buf_puts(&sql, r ? ",(" : "(");
-            for (size_t k = 0; k < nc; k++) {
-                sl_buf_printf(&sql, "%s$%zu", k ? "," : "", r * nc + k + 1);
-                size_t o = j->off[rows[at + r] * nc + k];
-                vals[r * nc + k] = o == SIZE_MAX ? NULL : j->text.data + o;
-            }
-            sl_buf_putc(&sql, ')');
-        }
-        sl_buf_puts(&sql, sh->insert_tail);
-        PGresult *r = PQexecParams(s->conn, sql.data, (int)(n * nc), NULL, vals, NULL, NULL, 0);
+        n = pt_stmt(sh, j, rows, at, nr, &sql, vals);
+        PGresult *r =
+            PQexecParams(s->conn, sql.data, (int)(n * sh->n_cols), NULL, vals, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             fail = r;
         } else {
@@ -297,21 +330,32 @@ static bool pt_report_rejects(pg_sink_t *s, pg_job_t *j)
     return !stop;
 }
 
-/* Stores the job's partitions' next offsets (exactly_once). */
-static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
+/* The statement storing one partition's next offset (exactly_once), and
+ * its parameters: group, topic, partition, next. part/next: buffers of 16
+ * and 24. */
+static void pt_offset_stmt(const pg_shared_t *sh, const pg_off_t *o, char *sql, size_t n,
+                           const char **v, char *part, char *next)
 {
-    const pg_shared_t *sh = s->sh;
-    char sql[512];
-    snprintf(sql, sizeof(sql),
+    snprintf(sql, n,
              "INSERT INTO %s AS sl_o (group_id, topic, partition, next_offset) VALUES ($1, $2, "
              "$3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
              "GREATEST(sl_o.next_offset, EXCLUDED.next_offset)",
              sh->offsets_q);
+    snprintf(part, 16, "%d", (int)o->partition);
+    snprintf(next, 24, "%lld", (long long)o->next);
+    v[0] = sh->group;
+    v[1] = o->topic;
+    v[2] = part;
+    v[3] = next;
+}
+
+/* Stores the job's partitions' next offsets (exactly_once). */
+static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
+{
     for (size_t i = 0; i < j->n_offs; i++) {
-        char part[16], next[24];
-        snprintf(part, sizeof(part), "%d", (int)j->offs[i].partition);
-        snprintf(next, sizeof(next), "%lld", (long long)j->offs[i].next);
-        const char *v[4] = {sh->group, j->offs[i].topic, part, next};
+        char sql[512], part[16], next[24];
+        const char *v[4];
+        pt_offset_stmt(s->sh, &j->offs[i], sql, sizeof(sql), v, part, next);
         PGresult *r = PQexecParams(s->conn, sql, 4, NULL, v, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             return r;
@@ -321,7 +365,107 @@ static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
     return NULL;
 }
 
-/* One attempt at the job's transaction. bisect: find the rejected rows. */
+/* The whole transaction in one round trip (libpq pipeline mode): BEGIN, the
+ * INSERT statements, the offsets (exactly_once) and COMMIT go out together,
+ * then the results are read. COPY cannot be pipelined: it goes first as
+ * "BEGIN; COPY ...", and the offsets and COMMIT follow in one pipeline.
+ * A data error comes back as PT_DATA (the caller bisects, one statement at
+ * a time); the server has skipped everything after the failed command. */
+static pt_rc_t pt_txn_pipelined(pg_sink_t *s, pg_job_t *j)
+{
+    PGconn *c = s->conn;
+    const pg_shared_t *sh = s->sh;
+    size_t nr;
+    size_t *rows = pt_rows(j, 0, j->n, &nr);
+    if (sh->mode == PG_COPY) {
+        PGresult *r = nr > 0 ? pt_copy(s, j, rows, nr, true) : NULL;
+        bool began = nr > 0 || pt_exec(c, "BEGIN");
+        if (r != NULL || !began) {
+            pt_rc_t rc = r ? pt_classify(c, r) : PT_RETRY;
+            PQclear(r);
+            free(rows);
+            (void)pt_exec(c, "ROLLBACK");
+            return rc == PT_ALL ? PT_DATA : rc;
+        }
+    }
+    if (PQenterPipelineMode(c) != 1) {
+        free(rows);
+        return PT_RETRY;
+    }
+    size_t cmds = 0;
+    bool sent = true;
+    const char **vals = NULL;
+    sl_buf_t sql = SL_BUF_INIT;
+    if (sh->mode != PG_COPY) {
+        sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+        cmds++;
+        vals = sl_xmalloc(pt_chunk(sh) * sh->n_cols * sizeof(char *));
+        for (size_t at = 0, n; at < nr && sent; at += n, cmds++) {
+            n = pt_stmt(sh, j, rows, at, nr, &sql, vals);
+            sent = PQsendQueryParams(c, sql.data, (int)(n * sh->n_cols), NULL, vals, NULL, NULL,
+                                     0) == 1;
+        }
+    }
+    for (size_t i = 0; sh->eos && i < j->n_offs && sent; i++, cmds++) {
+        char osql[512], part[16], next[24];
+        const char *v[4];
+        pt_offset_stmt(sh, &j->offs[i], osql, sizeof(osql), v, part, next);
+        sent = PQsendQueryParams(c, osql, 4, NULL, v, NULL, NULL, 0) == 1;
+    }
+    sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
+    cmds++;
+    sent = sent && PQpipelineSync(c) == 1;
+    sl_buf_free(&sql);
+    free(vals);
+    free(rows);
+    pt_rc_t rc = PT_OK;
+    for (size_t i = 0; sent && i <= cmds; i++) { /* the commands (COMMIT last), the sync point */
+        PGresult *r = PQgetResult(c);
+        if (r == NULL) {
+            rc = PT_UNKNOWN; /* the connection went away */
+            break;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (i == cmds) { /* the sync point */
+            if (st != PGRES_PIPELINE_SYNC && rc == PT_OK) {
+                rc = PT_UNKNOWN;
+            }
+            PQclear(r);
+            break;
+        }
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED &&
+            rc == PT_OK) {
+            if (PQstatus(c) != CONNECTION_OK) {
+                rc = PT_UNKNOWN; /* COMMIT went out: it may have happened */
+            } else if (i == cmds - 1) {
+                rc = PT_RETRY; /* COMMIT refused: rolled back */
+            } else {
+                rc = pt_classify(c, r);
+                rc = rc == PT_ALL ? PT_DATA : rc;
+            }
+        }
+        PQclear(r);
+        while ((r = PQgetResult(c)) != NULL) { /* the end of this command's results */
+            PQclear(r);
+        }
+    }
+    if (!sent) {
+        rc = PT_RETRY; /* COMMIT never went out */
+    }
+    if (PQexitPipelineMode(c) != 1 || PQstatus(c) != CONNECTION_OK) {
+        /* results left unread, or no connection: start afresh */
+        PQfinish(s->conn);
+        s->conn = NULL;
+        return rc;
+    }
+    if (rc != PT_OK) {
+        (void)pt_exec(c, "ROLLBACK"); /* the transaction block, left aborted */
+    }
+    return rc;
+}
+
+/* One attempt at the job's transaction. bisect: find the rejected rows,
+ * one statement at a time under savepoints. */
 static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
 {
     for (size_t i = 0; i < j->n; i++) {
@@ -331,20 +475,13 @@ static pt_rc_t pt_txn(pg_sink_t *s, pg_job_t *j, bool bisect)
             j->rows[i].rejected = false;
         }
     }
+    if (!bisect) {
+        return pt_txn_pipelined(s, j);
+    }
     if (!pt_exec(s->conn, "BEGIN")) {
         return PT_RETRY;
     }
-    pt_rc_t rc = PT_OK;
-    if (bisect) {
-        rc = pt_bisect(s, j, 0, j->n);
-    } else {
-        PGresult *r = pt_write(s, j, 0, j->n);
-        if (r != NULL) {
-            rc = pt_classify(s->conn, r);
-            PQclear(r);
-            rc = rc == PT_ALL ? PT_DATA : rc;
-        }
-    }
+    pt_rc_t rc = pt_bisect(s, j, 0, j->n);
     if (rc == PT_OK && s->sh->eos) {
         PGresult *r = pt_offsets(s, j);
         if (r != NULL) {
