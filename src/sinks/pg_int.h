@@ -32,11 +32,13 @@ typedef struct pg_shared {
     const sl_schema_t *schema;
     pg_col_t *cols;
     size_t n_cols;
-    char *insert_head; /* INSERT INTO t AS sl_t (cols) VALUES */
-    char *insert_tail; /* "" or ON CONFLICT (...) DO UPDATE SET ... */
-    char *copy_sql;    /* COPY t (cols) FROM STDIN */
+    char *insert_head;    /* INSERT INTO t AS sl_t (cols) VALUES */
+    char *insert_tail;    /* "" or ON CONFLICT (...) DO UPDATE SET ... */
+    char *copy_sql;       /* COPY t (cols) FROM STDIN */
+    char *begin_copy_sql; /* BEGIN;COPY t (cols) FROM STDIN (one round trip less) */
     bool eos;
-    char *offsets_q; /* the offsets table, quoted */
+    char *offsets_q;   /* the offsets table, quoted */
+    char *offsets_sql; /* stores one partition's next offset: $1 group .. $4 next */
     char *group;
     int64_t max_rows, max_bytes, max_delay_ms;
     int64_t backoff_ms, backoff_max_ms;

@@ -162,15 +162,7 @@ static size_t pt_stmt(const pg_shared_t *sh, const pg_job_t *j, const size_t *ro
  * less). Returns NULL, or the failed result (caller clears). */
 static PGresult *pt_copy(pg_sink_t *s, pg_job_t *j, const size_t *rows, size_t nr, bool with_begin)
 {
-    PGresult *r;
-    if (with_begin) {
-        char *q = sl_xmalloc(strlen(s->sh->copy_sql) + 8);
-        sprintf(q, "BEGIN;%s", s->sh->copy_sql);
-        r = PQexec(s->conn, q);
-        free(q);
-    } else {
-        r = PQexec(s->conn, s->sh->copy_sql);
-    }
+    PGresult *r = PQexec(s->conn, with_begin ? s->sh->begin_copy_sql : s->sh->copy_sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         return r;
     }
@@ -330,17 +322,11 @@ static bool pt_report_rejects(pg_sink_t *s, pg_job_t *j)
     return !stop;
 }
 
-/* The statement storing one partition's next offset (exactly_once), and
- * its parameters: group, topic, partition, next. part/next: buffers of 16
- * and 24. */
-static void pt_offset_stmt(const pg_shared_t *sh, const pg_off_t *o, char *sql, size_t n,
-                           const char **v, char *part, char *next)
+/* The parameters of sh->offsets_sql for one partition: group, topic,
+ * partition, next. part/next: buffers of 16 and 24. */
+static void pt_offset_params(const pg_shared_t *sh, const pg_off_t *o, const char **v, char *part,
+                             char *next)
 {
-    snprintf(sql, n,
-             "INSERT INTO %s AS sl_o (group_id, topic, partition, next_offset) VALUES ($1, $2, "
-             "$3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
-             "GREATEST(sl_o.next_offset, EXCLUDED.next_offset)",
-             sh->offsets_q);
     snprintf(part, 16, "%d", (int)o->partition);
     snprintf(next, 24, "%lld", (long long)o->next);
     v[0] = sh->group;
@@ -353,10 +339,10 @@ static void pt_offset_stmt(const pg_shared_t *sh, const pg_off_t *o, char *sql, 
 static PGresult *pt_offsets(pg_sink_t *s, pg_job_t *j)
 {
     for (size_t i = 0; i < j->n_offs; i++) {
-        char sql[512], part[16], next[24];
+        char part[16], next[24];
         const char *v[4];
-        pt_offset_stmt(s->sh, &j->offs[i], sql, sizeof(sql), v, part, next);
-        PGresult *r = PQexecParams(s->conn, sql, 4, NULL, v, NULL, NULL, 0);
+        pt_offset_params(s->sh, &j->offs[i], v, part, next);
+        PGresult *r = PQexecParams(s->conn, s->sh->offsets_sql, 4, NULL, v, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             return r;
         }
@@ -407,10 +393,10 @@ static pt_rc_t pt_txn_pipelined(pg_sink_t *s, pg_job_t *j)
         }
     }
     for (size_t i = 0; sh->eos && i < j->n_offs && sent; i++, cmds++) {
-        char osql[512], part[16], next[24];
+        char part[16], next[24];
         const char *v[4];
-        pt_offset_stmt(sh, &j->offs[i], osql, sizeof(osql), v, part, next);
-        sent = PQsendQueryParams(c, osql, 4, NULL, v, NULL, NULL, 0) == 1;
+        pt_offset_params(sh, &j->offs[i], v, part, next);
+        sent = PQsendQueryParams(c, sh->offsets_sql, 4, NULL, v, NULL, NULL, 0) == 1;
     }
     sent = sent && PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
     cmds++;

@@ -306,6 +306,9 @@ static void pg_sql(pg_shared_t *sh, const pg_opts_t *o)
     }
     sl_buf_puts(&c, ") FROM STDIN");
     sh->copy_sql = c.data;
+    sl_buf_t bc = SL_BUF_INIT;
+    sl_buf_printf(&bc, "BEGIN;%s", sh->copy_sql);
+    sh->begin_copy_sql = bc.data;
 }
 
 /* Checks the table against the mapping (creating it or the offsets table
@@ -453,6 +456,13 @@ static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *i
     sh->backoff_max_ms = 10000;
     sh->table_q = pg_ident_dup(o->table, true);
     sh->offsets_q = pg_ident_dup(o->offsets_table, true);
+    sl_buf_t os = SL_BUF_INIT;
+    sl_buf_printf(&os,
+                  "INSERT INTO %s AS sl_o (group_id, topic, partition, next_offset) VALUES ($1, "
+                  "$2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE SET "
+                  "next_offset = GREATEST(sl_o.next_offset, EXCLUDED.next_offset)",
+                  sh->offsets_q);
+    sh->offsets_sql = os.data;
     atomic_init(&sh->healthy, true);
     char *password = NULL;
     if (o->exactly_once && info->aggregate == 2) { /* absolute mode */
@@ -551,8 +561,10 @@ static void pg_fini(void *shared)
     free(sh->insert_head);
     free(sh->insert_tail);
     free(sh->copy_sql);
+    free(sh->begin_copy_sql);
     free(sh->table_q);
     free(sh->offsets_q);
+    free(sh->offsets_sql);
     free(sh->group);
     free(sh->name);
     free(sh);
