@@ -69,7 +69,10 @@ def test(c):
         c.check(rc == 0, "SIGINT: exit 0", str(rc))
 
     # Several brokers take consecutive ports; one taken port refuses them all.
-    base = h.free_port(3)
+    # The two ports below the cluster are checked free too: the refused run
+    # starts there, and must be refused by the cluster's port, not by some
+    # other test's server.
+    base = h.free_port(5) + 2
     with h.DevBroker(["multi:6"], port=base, brokers=3, tmpdir=tmp, name="dev-broker-3") as b3:
         want = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
         c.check(b3.bootstrap == want, "3 brokers on consecutive ports", b3.bootstrap)
