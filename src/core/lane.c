@@ -51,12 +51,15 @@ struct sl_lane {
     rd_kafka_queue_t *q;
     int wake[2];
     char name[32];
-    uint64_t acks;         /* results from the sink and the dead-letter path: progress */
-    int64_t starved_since; /* wanted messages, got none, since (0: got some) */
-    int64_t last_nudge_ms; /* last fetcher wake-up (lane_nudge_fetcher) */
-    int64_t nudge_wait_ms; /* starved time before the next one (backs off) */
-    int64_t nudge_rtt_ms;  /* smoothed time from a nudge to the messages it brought */
-    bool nudged;           /* a nudge was sent in the current starvation */
+    uint64_t acks;            /* results from the sink and the dead-letter path: progress */
+    int64_t starved_since;    /* wanted messages, got none, since (0: got some) */
+    int64_t last_nudge_ms;    /* last fetcher wake-up (lane_nudge_fetcher) */
+    int64_t nudge_wait_ms;    /* starved time before the next one (backs off) */
+    int64_t nudge_rtt_ms;     /* smoothed time from a nudge to the messages it brought */
+    bool nudged;              /* a nudge was sent in the current starvation */
+    int64_t fetch_stop_msgs;  /* queued.min.messages: the queue length that stops fetching */
+    int64_t fetch_stop_bytes; /* queued.max.messages.kbytes, in bytes */
+    bool queue_was_full;      /* the queue reached a fetch-stop limit since the last nudge */
 
     pthread_mutex_t mu; /* guards posts */
     lane_post_t *posts;
@@ -973,16 +976,37 @@ static int lane_decode(sl_lane_t *lane, sl_batch_t *b, uint32_t k, const rd_kafk
     return sl_schema_validate(input, v, why);
 }
 
+/* Notes whether the queue, queued messages long before this take, had reached
+ * a limit that makes librdkafka stop fetching (lane_nudge_fetcher). Its
+ * byte size is not public: estimated from the payloads just taken (librdkafka
+ * counts payload bytes), with a quarter of slack. */
+static void lane_note_queue(sl_lane_t *lane, int64_t queued, ssize_t got)
+{
+    if (queued >= lane->fetch_stop_msgs) {
+        lane->queue_was_full = true;
+        return;
+    }
+    int64_t bytes = 0;
+    for (ssize_t i = 0; i < got; i++) {
+        bytes += (int64_t)lane->msgbuf[i]->len;
+    }
+    if (queued * (bytes / got) >= lane->fetch_stop_bytes / 4 * 3) {
+        lane->queue_was_full = true;
+    }
+}
+
 /* Takes up to batch_size messages from the lane queue and runs them through
  * decode and validate; valid records become the current submission and
  * invalid ones go to the dead-letter path. Returns the messages taken. */
 static size_t lane_consume(sl_lane_t *lane)
 {
     size_t want = (size_t)lane->cfg->runtime.batch_size;
+    int64_t queued = rd_kafka_queue_length(lane->q);
     ssize_t got = rd_kafka_consume_batch_queue(lane->q, 0, lane->msgbuf, want);
     if (got <= 0) {
         return 0;
     }
+    lane_note_queue(lane, queued, got);
     sl_batch_t *b = batch_new(lane, (size_t)got);
     size_t n_valid = 0, n_filtered = 0, n_dedup = 0;
     int64_t now_ms = sl_now_ms();
@@ -1286,17 +1310,23 @@ static void lane_fed(sl_lane_t *lane, int64_t now)
 
 static void lane_nudge_fetcher(sl_lane_t *lane, int64_t now)
 {
+    /* a queue that reached a limit stopped the fetcher, which then had no
+     * reason to fetch (nothing in flight to discard): nudge at once */
+    bool stopped = lane->queue_was_full;
     if (lane->starved_since == 0) {
         lane->starved_since = now;
-        return;
+        if (!stopped) {
+            return;
+        }
     }
     if (lane->nudge_wait_ms == 0) {
         lane->nudge_wait_ms = lane_starved_ms(lane);
     }
-    if (now - lane->starved_since < lane_starved_ms(lane) ||
-        now - lane->last_nudge_ms < lane->nudge_wait_ms) {
+    if (!stopped && (now - lane->starved_since < lane_starved_ms(lane) ||
+                     now - lane->last_nudge_ms < lane->nudge_wait_ms)) {
         return;
     }
+    lane->queue_was_full = false;
     rd_kafka_topic_partition_list_t *list = NULL;
     for (size_t i = 0; i < lane->n_parts; i++) {
         sl_part_t *p = lane->parts[i];
@@ -1352,9 +1382,12 @@ static void *lane_main(void *arg)
         }
         lane_submit_current(lane);
         lane_agg_tick(lane, now);
-        if (lane->sink->flush != NULL && lane->cur == NULL && lane_consumed_to_end(lane)) {
-            /* --until-end and nothing more to read: rows a sink holds back
-             * for a fuller batch would only wait out its delay */
+        if (lane->sink->flush != NULL && lane->cur == NULL &&
+            (lane->in_flight >= lane->cfg->runtime.max_in_flight || lane_consumed_to_end(lane))) {
+            /* no more records until some are acknowledged (the in-flight
+             * budget is used up), or --until-end and nothing more to read:
+             * rows a sink holds back for a fuller batch would only wait out
+             * its delay */
             lane->sink->flush(lane->sink_ctx);
         }
         if (lane->sink->poll) {
@@ -1460,6 +1493,18 @@ static void *lane_main(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
+/* A numeric property of the consumer's configuration (librdkafka's
+ * defaults, or ours from sources/kafka.c, or the user's). */
+static int64_t lane_conf_int(rd_kafka_t *rk, const char *name, int64_t dflt)
+{
+    char v[32];
+    size_t n = sizeof(v);
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), name, v, &n) != RD_KAFKA_CONF_OK) {
+        return dflt;
+    }
+    return strtoll(v, NULL, 10);
+}
+
 sl_lane_t *sl_lane_create(sl_pipeline_t *pl, int id, char *err)
 {
     sl_lane_t *lane = sl_xcalloc(1, sizeof(*lane));
@@ -1476,6 +1521,8 @@ sl_lane_t *sl_lane_create(sl_pipeline_t *pl, int id, char *err)
         goto fail;
     }
     lane->q = rd_kafka_queue_new(lane->rk);
+    lane->fetch_stop_msgs = lane_conf_int(lane->rk, "queued.min.messages", 100000);
+    lane->fetch_stop_bytes = lane_conf_int(lane->rk, "queued.max.messages.kbytes", 65536) * 1024;
     /* librdkafka writes a byte to the pipe when the queue turns non-empty */
     rd_kafka_queue_io_event_enable(lane->q, lane->wake[1], "q", 1);
     lane->msgbuf = sl_xmalloc((size_t)cfg->runtime.batch_size * sizeof(*lane->msgbuf));
