@@ -60,7 +60,10 @@ typedef struct sl_sink_plugin {
     size_t (*submit)(void *ctx, sl_batch_t *batch, const uint32_t *idx, size_t n);
     /* Drives I/O and timers; called on every lane loop iteration. May be NULL. */
     void (*poll)(void *ctx);
-    /* Pushes out anything buffered (shutdown, revoke). May be NULL. */
+    /* Pushes out anything buffered: at shutdown and revoke, at the end of
+     * the input (--until-end), and while the lane can offer no more records
+     * until some are acknowledged (its in-flight budget is used up). May be
+     * NULL. */
     void (*flush)(void *ctx);
     /* Sockets the lane's loop should sleep on besides its own wake-up pipe
      * (a sink that owns connections, like cassandra). Fills at most max

@@ -84,15 +84,16 @@ typedef struct pg_job {
 typedef struct pg_sink {
     pg_shared_t *sh;
     sl_lane_t *lane;
-    pg_job_t *cur;  /* being filled (lane thread) */
-    bool in_flight; /* the worker has a job (lane thread's view) */
-    bool flush;     /* dispatch cur as soon as possible */
-    bool closed;    /* closed with results still posted: pt_done frees it */
+    pg_job_t *cur; /* being filled (lane thread) */
+    int jobs_out;  /* jobs handed to the worker, not done (lane thread's view): at most 2 */
+    bool flush;    /* dispatch cur as soon as possible */
+    bool closed;   /* closed with results still posted: pt_done frees it */
     pthread_t thr;
     bool started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pg_job_t *todo; /* handed to the worker, under mu */
+    pg_job_t *todo; /* handed to the worker, not yet taken (under mu): the worker
+                     * starts it as soon as it finishes the one it runs */
     bool stop;      /* under mu */
     PGconn *conn;   /* worker thread only */
     int64_t last_log_ms;

@@ -661,8 +661,7 @@ static void pt_done(sl_lane_t *lane, void *arg)
         }
     }
     pg_job_free(j);
-    s->in_flight = false;
-    if (s->closed) {
+    if (--s->jobs_out == 0 && s->closed) {
         free(s);
     }
 }

@@ -759,19 +759,26 @@ static size_t pg_submit_flush(pg_sink_t *s, sl_batch_t *b, const uint32_t *idx, 
     return n;
 }
 
-/* Hands the current job to the worker if it is free. */
+/* Hands the current job to the worker unless one already waits for it: the
+ * worker goes from one transaction straight to the next (in order, so the
+ * stored offsets only move forward) while the lane fills a third. */
 static void pg_dispatch(pg_sink_t *s)
 {
-    if (s->cur == NULL || s->cur->n == 0 || s->in_flight) {
+    if (s->cur == NULL || s->cur->n == 0 || s->jobs_out >= 2) {
         return;
     }
     pthread_mutex_lock(&s->mu);
-    s->todo = s->cur;
-    pthread_cond_signal(&s->cv);
+    bool taken = s->todo == NULL;
+    if (taken) {
+        s->todo = s->cur;
+        pthread_cond_signal(&s->cv);
+    }
     pthread_mutex_unlock(&s->mu);
-    s->cur = NULL;
-    s->in_flight = true;
-    s->flush = false;
+    if (taken) {
+        s->cur = NULL;
+        s->jobs_out++;
+        s->flush = false;
+    }
 }
 
 static size_t pg_submit(void *ctx, sl_batch_t *b, const uint32_t *idx, size_t n)
@@ -829,7 +836,7 @@ static int pg_pollfds(void *ctx, struct pollfd *fds, int max, int *timeout_ms)
     (void)fds;
     (void)max;
     pg_sink_t *s = ctx;
-    if (s->cur != NULL && !s->in_flight) {
+    if (s->cur != NULL && s->jobs_out < 2) {
         int64_t due = s->cur->first_ms + s->sh->max_delay_ms - sl_now_ms();
         *timeout_ms = (int)SL_MAX(0, SL_MIN(due, *timeout_ms));
     }
@@ -893,7 +900,7 @@ static void pg_close(void *ctx)
         pg_job_free(s->cur);
         s->cur = NULL;
     }
-    if (s->in_flight) {
+    if (s->jobs_out > 0) {
         s->closed = true; /* its results are posted: the last of them frees s */
     } else {
         free(s);

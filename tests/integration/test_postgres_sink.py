@@ -154,6 +154,26 @@ def sc_modes(c, tmp, broker, db):
                 [(k, want[k], got.get(k)) for k in bad[:3]])
 
 
+def sc_budget(c, tmp, broker, db):
+    """max_rows above the lane's in-flight budget, and a long max_delay: a job
+    goes out as soon as the lane can offer no more records (before, every job
+    waited out max_delay: 12 jobs x 60 s here)."""
+    table, topic = "store_budget", "store-budget"
+    db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision, dept text, "
+           "seen timestamptz)")
+    events = store_events(3000, seed=11)
+    produce(broker, topic, events)
+    cfg = config(tmp, "budget", broker.bootstrap, topic, STORE_SCHEMA,
+                 pg_sink(db, table, mode="copy", max_rows=1000, max_delay="60s"),
+                 runtime="{log_level: info, max_in_flight: 250}")
+    with st.Sluice(cfg, tmp, name="sluice-budget", until_end=True) as s:
+        rc = s.wait(45)
+    c.check(rc == 0, "budget: --until-end exits 0", s.stderr()[-2000:])
+    want, got = want_store(events), store_rows(db, table)
+    c.check(got == want, "budget: every row once, values intact",
+            [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
+
+
 def sc_rejects(c, tmp, broker, db):
     for mode in ("insert", "copy"):
         table, topic = f"checked_{mode}", f"checked-{mode}"
@@ -328,7 +348,7 @@ def sc_types(c, tmp, broker, db):
             "types: sluice run refuses to start with the same message", s.stderr()[-800:])
 
 
-SCENARIOS = [sc_counters, sc_modes, sc_rejects, sc_fire, sc_aggregate_fire, sc_rejects_fire,
+SCENARIOS = [sc_counters, sc_modes, sc_budget, sc_rejects, sc_fire, sc_aggregate_fire, sc_rejects_fire,
              sc_restart, sc_types]
 
 
