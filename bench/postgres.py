@@ -99,7 +99,7 @@ def fail(msg):
     sys.exit(1)
 
 
-def config(tmp, brokers, topic, db, name, table, opts, max_rows, runtime=""):
+def config(tmp, brokers, topic, db, name, table, opts, max_rows, runtime="", lanes=1):
     sink = {"conninfo": json.dumps(db.conninfo), "table": table, **(opts or {}),
             "max_rows": max_rows, "max_delay": "100ms"}
     path = os.path.join(tmp, name.replace("+", "-") + ".yaml")
@@ -113,7 +113,8 @@ def config(tmp, brokers, topic, db, name, table, opts, max_rows, runtime=""):
 {SITE_SCHEMA}dead_letter: {{file: {{path: {tmp}/{name.replace("+", "-")}.dlq.jsonl}}}}
 """ + ("sink: null\n" if table is None else "sink:\n  postgres:\n" + "".join(
             f"    {k}: {v}\n" for k, v in sink.items()))
-                + f"runtime: {{log_level: warn, lanes: 1{', ' + runtime if runtime else ''}}}\n")
+                + f"runtime: {{log_level: warn, lanes: {lanes}"
+                + (f", {runtime}" if runtime else "") + "}\n")
     return path
 
 
@@ -146,11 +147,18 @@ def upsert_statements(rows, max_rows):
     return n
 
 
+def proc_cpu(pid):
+    """User+system CPU seconds of process pid so far (/proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """The one PostgreSQL server of the invocation, with per-run counters."""
 
-    def __init__(self, harness, db):
-        self.harness, self.db = harness, db
+    def __init__(self, harness, db, broker_pid):
+        self.harness, self.db, self.broker_pid = harness, db, broker_pid
 
     def counters(self):
         """(next transaction id, WAL position in bytes, server CPU s). The
@@ -217,18 +225,22 @@ def run_raw(server, rows, M, want):
 def run_sluice(harness, server, name, table, cfg, rep, M, want):
     before = server.fresh(table or RAW_TABLE)
     env = dict(os.environ, GROUP=f"bench-{name}-{rep}-{os.getpid()}")
+    broker0 = proc_cpu(server.broker_pid)
     w, cpu, rss, rc, _, err = bc.run_usage(
         [harness.binary("sluice"), "run", cfg, "--until-end"], env=env)
+    broker_cpu = proc_cpu(server.broker_pid) - broker0
     res = server.since(before)
     summary = next((line for line in reversed(err.splitlines()) if "sluice: summary" in line),
                    "")
     f = {k: int(bc.field(summary, k)) for k in ("records", "dead_lettered", "out")}
+    idle = {k: bc.field(summary, k) for k in ("lanes_blocked", "lanes_starved")}
     if rc != 0 or f["records"] != M or f["dead_lettered"] != 0 or f["out"] != M:
         fail(f"sluice run ({name}, rep {rep}) rc {rc}, {f}:\n{err[-3000:]}")
     bad = table and check_table(server.db, table, name.startswith("upsert"), M, want)
     if bad:
         fail(f"{name} rep {rep}: {bad}")
-    res.update(wall=w, rate=M / w, steady=bc.field(summary, "active_rate"), cpu=cpu, rss=rss)
+    res.update(wall=w, rate=M / w, steady=bc.field(summary, "active_rate"), cpu=cpu, rss=rss,
+               broker_cpu=broker_cpu, **idle)
     return res
 
 
@@ -246,6 +258,11 @@ def main():
                     help="more runtime settings for the sluice runs, e.g. "
                          "'max_in_flight: 100000' (the lane's budget must hold two jobs "
                          "of max_rows to keep the writer busy)")
+    ap.add_argument("--lanes", type=int, default=1,
+                    help="lanes of the sluice runs (default 1: one writer, one connection)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated sluice runs to make (default: all of "
+                         + ", ".join(SLUICE_RUNS) + ")")
     a = ap.parse_args()
     os.environ["SLUICE_BUILD"] = os.path.abspath(a.build)
     import harness
@@ -254,7 +271,8 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="sluice-bench-postgres-")
     M, topic = a.messages, "site_events"
-    rows_by = {k: [] for k in ["raw COPY"] + list(SLUICE_RUNS)}
+    runs = {k: v for k, v in SLUICE_RUNS.items() if not a.only or k in a.only.split(",")}
+    rows_by = {k: [] for k in ["raw COPY"] + list(runs)}
     with harness.DevBroker([f"{topic}:{a.partitions}"], tmpdir=tmp) as broker, \
             pg.PG(tmp) as db:
         t0 = time.monotonic()
@@ -267,13 +285,13 @@ def main():
         for t in (RAW_TABLE, "site_copy", "site_insert"):
             db.sql(APPEND_TABLE.format(t=t) + NO_AUTOVACUUM)
         db.sql(SITE_TABLE.format(t="site_stats") + NO_AUTOVACUUM)
-        server = Server(harness, db)
+        server = Server(harness, db, broker.proc.pid)
         print(f"loaded {M} messages, {len(want)} (date, site_id) keys, PostgreSQL "
               f"{db.sql('SHOW server_version')[0][0]} on port {db.port}, in "
               f"{time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
         cfgs = {name: (table, config(tmp, broker.bootstrap, topic, db, name, table, opts,
-                                     a.max_rows, a.runtime))
-                for name, (table, opts) in SLUICE_RUNS.items()}
+                                     a.max_rows, a.runtime, a.lanes))
+                for name, (table, opts) in runs.items()}
         for rep in range(a.reps):
             rows_by["raw COPY"].append(run_raw(server, rows, M, want))
             for name, (table, cfg) in cfgs.items():
@@ -281,26 +299,32 @@ def main():
                                                 want))
             print(f"rep {rep}: " + "  ".join(
                 f"{k} {v[-1]['steady'] / 1e3:,.0f} k/s ({v[-1]['cpu']:.2f} + "
-                f"{v[-1]['pg_cpu']:.2f} s CPU)" for k, v in rows_by.items()),
+                f"{v[-1]['pg_cpu']:.2f} s CPU"
+                + (f", broker {v[-1]['broker_cpu']:.2f} s, lanes blocked "
+                   f"{v[-1]['lanes_blocked']:.2f} s starved "
+                   f"{v[-1]['lanes_starved']:.2f} s" if k != "raw COPY" else "") + ")"
+                for k, v in rows_by.items()),
                 file=sys.stderr, flush=True)
         del rows
 
     res = {}
     for k, runs in rows_by.items():
-        res[k] = {f: statistics.median(r[f] for r in runs) for f in FIELDS}
+        res[k] = {f: statistics.median(r[f] for r in runs) for f in FIELDS
+                  + (("lanes_blocked", "lanes_starved", "broker_cpu") if k != "raw COPY"
+                     else ())}
         res[k]["rss"] = max(r["rss"] for r in runs)
-    raw, null, cp = res["raw COPY"], res["null"], res["copy"]
-    up, eos = res["upsert"], res["upsert+eos"]
+    raw = res["raw COPY"]
     print(json.dumps({"messages": M, "reps": a.reps, "max_rows": a.max_rows, **res}),
           file=sys.stderr)
     labels = {"raw COPY": "raw COPY: psql `\\copy` of the same rows (baseline)",
-              "null": "`sluice run --until-end`, null sink (ceiling: Kafka + parse, one lane)",
+              "null": "`sluice run --until-end`, null sink (ceiling: Kafka + parse)",
               "copy": "`sluice run --until-end`, mode copy",
               "insert": "`sluice run --until-end`, mode insert",
               "upsert": "`sluice run --until-end`, mode upsert (add views, clicks)",
               "upsert+eos": "the same upsert with `exactly_once: true`"}
     print(f"\n{M:,} site events, {len(want):,} (date, site_id) keys, {a.partitions} partitions, "
-          f"one lane (one connection), max_rows {a.max_rows}"
+          + ("one lane (one connection)" if a.lanes == 1 else
+             f"{a.lanes} lanes ({a.lanes} connections)") + f", max_rows {a.max_rows}"
           + (f", runtime {a.runtime}" if a.runtime else "") + f", median of {a.reps} "
           "(peak RSS: max)\n")
     print("| run | rows/s, whole process | rows/s, first record to end | CPU s (sluice) "
@@ -311,18 +335,28 @@ def main():
               + (f"{r['cpu']:.2f} (psql)" if k == "raw COPY" else f"{r['cpu']:.2f}")
               + f" | {r['pg_cpu']:.2f} | {r['xacts']:,.0f} | {r['wal']:,.1f} | "
               + ("-" if k == "raw COPY" else f"{r['rss']:.1f}") + " |")
-    cost = 1 - eos["steady"] / up["steady"]
-    cost_whole = 1 - eos["rate"] / up["rate"]
-    print(f"\ncopy / raw COPY: first record to end **{cp['steady'] / raw['steady']:.2f}**, "
-          f"whole process {cp['rate'] / raw['rate']:.2f} (target >= 0.70); the null sink "
-          f"itself reaches {null['steady'] / raw['steady']:.2f} of raw COPY, copy "
-          f"{cp['steady'] / null['steady']:.2f} of the null sink")
-    print(f"exactly_once cost (1 - upsert+eos / upsert): first record to end "
-          f"**{cost * 100:.1f}%**, whole process {cost_whole * 100:.1f}% (target <= 15%)")
-    print(f"insert / raw COPY {res['insert']['steady'] / raw['steady']:.2f}, "
-          f"upsert / raw COPY {up['steady'] / raw['steady']:.2f}; upsert: about "
-          f"{statements / (M / a.max_rows):.0f} INSERT statements per transaction in topic "
-          f"order ({M / statements:.0f} rows each: a statement ends where a key repeats)")
+    print("\nlanes' idle time (median s, all lanes; group join included) and the dev broker's "
+          "CPU s: " + ", ".join(
+              f"{k} blocked {r['lanes_blocked']:.2f} starved {r['lanes_starved']:.2f} broker "
+              f"{r['broker_cpu']:.2f}" for k, r in res.items() if k != "raw COPY"))
+    if "copy" in res:
+        cp = res["copy"]
+        print(f"\ncopy / raw COPY: first record to end **{cp['steady'] / raw['steady']:.2f}**, "
+              f"whole process {cp['rate'] / raw['rate']:.2f} (target >= 0.70)"
+              + (f"; the null sink itself reaches {res['null']['steady'] / raw['steady']:.2f} "
+                 f"of raw COPY, copy {cp['steady'] / res['null']['steady']:.2f} of the null sink"
+                 if "null" in res else ""))
+    if "upsert" in res and "upsert+eos" in res:
+        up, eos = res["upsert"], res["upsert+eos"]
+        cost = 1 - eos["steady"] / up["steady"]
+        cost_whole = 1 - eos["rate"] / up["rate"]
+        print(f"exactly_once cost (1 - upsert+eos / upsert): first record to end "
+              f"**{cost * 100:.1f}%**, whole process {cost_whole * 100:.1f}% (target <= 15%)")
+    if "insert" in res and "upsert" in res:
+        print(f"insert / raw COPY {res['insert']['steady'] / raw['steady']:.2f}, "
+              f"upsert / raw COPY {res['upsert']['steady'] / raw['steady']:.2f}; upsert: about "
+              f"{statements / (M / a.max_rows):.0f} INSERT statements per transaction in topic "
+              f"order ({M / statements:.0f} rows each: a statement ends where a key repeats)")
     print("\nreproduce: /usr/bin/python3 bench/postgres.py " + shlex.join(sys.argv[1:]))
     shutil.rmtree(tmp, ignore_errors=True)  # kept when a check failed (the server's files)
 
