@@ -20,7 +20,24 @@ typedef struct pg_col {
     size_t field;
     sl_type_t type;
     bool add; /* upsert: column = table.column + EXCLUDED.column */
+    int bin;  /* its COPY binary encoding (PG_BIN_*), from the column's type */
 } pg_col_t;
+
+/* How a field goes into a column in COPY's binary format (PG_BIN_NONE:
+ * only as text, e.g. numeric). */
+enum {
+    PG_BIN_NONE = 0,
+    PG_BIN_INT4,
+    PG_BIN_INT8,
+    PG_BIN_FLOAT4,
+    PG_BIN_FLOAT8,
+    PG_BIN_INT_FLOAT8, /* an int32 field into a float8 column */
+    PG_BIN_BOOL,
+    PG_BIN_DATE,  /* int32 days since 2000-01-01 */
+    PG_BIN_TS,    /* int64 microseconds since 2000-01-01 00:00 UTC */
+    PG_BIN_TEXT,  /* the bytes (text, varchar, bpchar, name, json) */
+    PG_BIN_JSONB, /* version 1, then the text */
+};
 
 typedef struct pg_shared {
     char **kw, **val; /* libpq connection keywords/values, NULL-terminated (password inside) */
@@ -34,7 +51,8 @@ typedef struct pg_shared {
     size_t n_cols;
     char *insert_head;    /* INSERT INTO t AS sl_t (cols) VALUES */
     char *insert_tail;    /* "" or ON CONFLICT (...) DO UPDATE SET ... */
-    char *copy_sql;       /* COPY t (cols) FROM STDIN */
+    bool copy_binary;     /* COPY in binary format (copy_format, column types) */
+    char *copy_sql;       /* COPY t (cols) FROM STDIN [WITH (FORMAT binary)] */
     char *begin_copy_sql; /* BEGIN;COPY t (cols) FROM STDIN (one round trip less) */
     bool eos;
     char *offsets_q;   /* the offsets table, quoted */

@@ -167,7 +167,12 @@ static PGresult *pt_copy(pg_sink_t *s, pg_job_t *j, const size_t *rows, size_t n
         return r;
     }
     PQclear(r);
-    int ok = 1;
+    /* binary format: signature, flags, header extension length; the rows;
+     * a field count of -1 */
+    static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    static const char trailer[2] = "\377\377";
+    bool bin = s->sh->copy_binary;
+    int ok = !bin || PQputCopyData(s->conn, header, sizeof(header)) == 1;
     for (size_t i = 0; i < nr && ok;) {
         size_t k = i + 1; /* a run of consecutive rows goes in one piece */
         while (k < nr && rows[k] == rows[k - 1] + 1) {
@@ -177,6 +182,7 @@ static PGresult *pt_copy(pg_sink_t *s, pg_job_t *j, const size_t *rows, size_t n
         ok = PQputCopyData(s->conn, j->text.data + a, (int)(e - a)) == 1;
         i = k;
     }
+    ok = ok && (!bin || PQputCopyData(s->conn, trailer, sizeof(trailer)) == 1);
     ok = PQputCopyEnd(s->conn, ok ? NULL : "sluice: putCopyData failed") == 1 && ok;
     r = PQgetResult(s->conn);
     PGresult *extra;

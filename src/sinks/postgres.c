@@ -30,9 +30,11 @@ typedef struct pg_opts {
     int64_t max_bytes;
     int64_t max_delay_ms;
     int64_t connect_timeout_ms;
+    int copy_format; /* 0 auto, 1 text, 2 binary */
 } pg_opts_t;
 
 static const char *const pg_modes[] = {"insert", "upsert", "copy", NULL};
+static const char *const pg_copy_formats[] = {"auto", "text", "binary", NULL};
 
 #define PG_OPT(f) offsetof(pg_opts_t, f)
 static const sl_option_t pg_options[] = {
@@ -76,6 +78,11 @@ static const sl_option_t pg_options[] = {
      "whatever its size)."},
     {"max_delay", SL_OPT_DURATION, PG_OPT(max_delay_ms), "100ms", false, 0, 60000, NULL,
      "How long rows wait for more before their transaction starts."},
+    {"copy_format", SL_OPT_ENUM, PG_OPT(copy_format), "auto", false, 0, 0, pg_copy_formats,
+     "copy: `binary` (the server parses nothing: about a third less of its CPU, but ints and "
+     "dates take 8-12 bytes on the wire instead of their digits), `text`, or `auto`: binary "
+     "when every column's type has a binary encoding here (integers, floats, bool, date, "
+     "timestamps, text, varchar, json, jsonb), else text."},
     {"connect_timeout", SL_OPT_DURATION, PG_OPT(connect_timeout_ms), "10s", false, 1000, 600000,
      NULL, "Connection timeout (libpq connect_timeout)."},
 };
@@ -147,6 +154,33 @@ static bool pg_type_ok(sl_type_t t, const char *typname, char typtype)
     return false;
 }
 
+/* The binary encoding of field type t into a column of type typname, or
+ * PG_BIN_NONE where only text is exact (numeric; a date into a timestamp,
+ * which text input places at midnight of the session's time zone). */
+static int pg_bin_kind(sl_type_t t, const char *typname)
+{
+    static const struct {
+        sl_type_t t;
+        const char *typname;
+        int bin;
+    } kinds[] = {
+        {SL_TYPE_INT32, "int4", PG_BIN_INT4},          {SL_TYPE_INT32, "int8", PG_BIN_INT8},
+        {SL_TYPE_INT32, "float8", PG_BIN_INT_FLOAT8},  {SL_TYPE_INT64, "int8", PG_BIN_INT8},
+        {SL_TYPE_DOUBLE, "float4", PG_BIN_FLOAT4},     {SL_TYPE_DOUBLE, "float8", PG_BIN_FLOAT8},
+        {SL_TYPE_BOOL, "bool", PG_BIN_BOOL},           {SL_TYPE_DATE, "date", PG_BIN_DATE},
+        {SL_TYPE_TIMESTAMP, "timestamptz", PG_BIN_TS}, {SL_TYPE_TIMESTAMP, "timestamp", PG_BIN_TS},
+        {SL_TYPE_STRING, "text", PG_BIN_TEXT},         {SL_TYPE_STRING, "varchar", PG_BIN_TEXT},
+        {SL_TYPE_STRING, "bpchar", PG_BIN_TEXT},       {SL_TYPE_STRING, "name", PG_BIN_TEXT},
+        {SL_TYPE_STRING, "json", PG_BIN_TEXT},         {SL_TYPE_STRING, "jsonb", PG_BIN_JSONB},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(kinds); i++) {
+        if (kinds[i].t == t && strcmp(kinds[i].typname, typname) == 0) {
+            return kinds[i].bin;
+        }
+    }
+    return PG_BIN_NONE;
+}
+
 static const char *pg_type_for(sl_type_t t)
 {
     switch (t) {
@@ -204,13 +238,13 @@ static int pg_map(pg_shared_t *sh, const pg_opts_t *o, const sl_schema_t *schema
                               o->columns.keys[i], f);
             }
             sh->cols[sh->n_cols++] = (pg_col_t){sl_xstrdup(o->columns.keys[i]), (size_t)fi,
-                                                schema->fields[fi].type, false};
+                                                schema->fields[fi].type, false, PG_BIN_NONE};
         }
     } else {
         for (size_t f = 0; f < schema->n_fields; f++) {
             if (!schema->fields[f].hidden) {
                 sh->cols[sh->n_cols++] = (pg_col_t){sl_xstrdup(schema->fields[f].name), f,
-                                                    schema->fields[f].type, false};
+                                                    schema->fields[f].type, false, PG_BIN_NONE};
             }
         }
     }
@@ -296,6 +330,23 @@ static void pg_sql(pg_shared_t *sh, const pg_opts_t *o)
         }
     }
     sh->insert_tail = t.data;
+}
+
+/* copy: chooses the format from copy_format and the columns' types (read by
+ * pg_check_table) and builds the COPY statements. Returns 0 or -1 with err. */
+static int pg_copy_sql(pg_shared_t *sh, const pg_opts_t *o, char *err)
+{
+    const pg_col_t *text_only = NULL;
+    for (size_t i = 0; i < sh->n_cols && text_only == NULL; i++) {
+        text_only = sh->cols[i].bin == PG_BIN_NONE ? &sh->cols[i] : NULL;
+    }
+    if (o->copy_format == 2 && text_only != NULL) {
+        return pg_err(err,
+                      "sink.postgres: copy_format: binary, but column %s.%s has no binary "
+                      "encoding here for a %s field: use copy_format: text (or auto)",
+                      o->table, text_only->name, sl_type_name(text_only->type));
+    }
+    sh->copy_binary = o->copy_format != 1 && text_only == NULL;
     sl_buf_t c = SL_BUF_INIT;
     sl_buf_printf(&c, "COPY %s (", sh->table_q);
     for (size_t i = 0; i < sh->n_cols; i++) {
@@ -304,11 +355,12 @@ static void pg_sql(pg_shared_t *sh, const pg_opts_t *o)
         }
         pg_ident(&c, sh->cols[i].name, false);
     }
-    sl_buf_puts(&c, ") FROM STDIN");
+    sl_buf_puts(&c, sh->copy_binary ? ") FROM STDIN WITH (FORMAT binary)" : ") FROM STDIN");
     sh->copy_sql = c.data;
     sl_buf_t bc = SL_BUF_INIT;
     sl_buf_printf(&bc, "BEGIN;%s", sh->copy_sql);
     sh->begin_copy_sql = bc.data;
+    return 0;
 }
 
 /* Checks the table against the mapping (creating it or the offsets table
@@ -330,7 +382,16 @@ static int pg_check_table(pg_shared_t *sh, const pg_opts_t *o, PGconn *c, bool d
     }
     if (PQntuples(r) == 0 && o->create_table && dry) {
         PQclear(r);
-        return 0; /* created at start */
+        static const char *const created[] = {
+            [SL_TYPE_INT32] = "int4", [SL_TYPE_INT64] = "int8", [SL_TYPE_DOUBLE] = "float8",
+            [SL_TYPE_BOOL] = "bool",  [SL_TYPE_DATE] = "date",  [SL_TYPE_TIMESTAMP] = "timestamptz",
+            [SL_TYPE_STRING] = "text"};
+        for (size_t i = 0; i < sh->n_cols; i++) {
+            sl_type_t t = sh->cols[i].type;
+            const char *tn = (size_t)t < SL_ARRAY_LEN(created) ? created[t] : NULL;
+            sh->cols[i].bin = tn ? pg_bin_kind(t, tn) : PG_BIN_NONE;
+        }
+        return 0; /* created at start, as pg_type_for says */
     }
     if (PQntuples(r) == 0 && o->create_table) {
         PQclear(r);
@@ -376,7 +437,9 @@ static int pg_check_table(pg_shared_t *sh, const pg_opts_t *o, PGconn *c, bool d
                         "sink.postgres: table %s has no column '%s': add it, or map the "
                         "field elsewhere with columns:",
                         o->table, col->name);
-        } else if (!pg_type_ok(col->type, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2)[0])) {
+        } else if (pg_type_ok(col->type, PQgetvalue(r, row, 1), PQgetvalue(r, row, 2)[0])) {
+            sh->cols[i].bin = pg_bin_kind(col->type, PQgetvalue(r, row, 1));
+        } else {
             rc = pg_err(err,
                         "sink.postgres: column %s.%s is %s but field '%s' is %s: change the "
                         "column's type (%s fits) or the field's",
@@ -519,6 +582,9 @@ static int pg_setup(void **shared, const void *opts, const sl_pipeline_info_t *i
     }
     int rc = pg_check_table(sh, o, c, dry, err);
     PQfinish(c);
+    if (rc == 0 && sh->mode == PG_COPY) {
+        rc = pg_copy_sql(sh, o, err);
+    }
     if (rc != 0) {
         pg_fini(sh);
         *shared = NULL;
@@ -645,6 +711,68 @@ static void pg_copy_text(sl_buf_t *b, const sl_value_t *v, sl_type_t t)
     }
 }
 
+static void pg_be(sl_buf_t *b, uint64_t v, int bytes)
+{
+    char out[8];
+    for (int i = 0; i < bytes; i++) {
+        out[i] = (char)(v >> (8 * (bytes - 1 - i)));
+    }
+    sl_buf_append(b, out, (size_t)bytes);
+}
+
+/* COPY binary format: one field, its int32 length first (PostgreSQL's
+ * *_recv functions: network byte order; dates and timestamps from
+ * 2000-01-01). */
+static void pg_copy_bin(sl_buf_t *b, const sl_value_t *v, int bin)
+{
+    static const int64_t days_1970_2000 = 10957;
+    switch (bin) {
+    case PG_BIN_INT4:
+    case PG_BIN_DATE:
+        pg_be(b, 4, 4);
+        pg_be(b, (uint32_t)(bin == PG_BIN_DATE ? v->u.i - days_1970_2000 : v->u.i), 4);
+        return;
+    case PG_BIN_INT8:
+    case PG_BIN_TS:
+        pg_be(b, 8, 4);
+        pg_be(
+            b,
+            (uint64_t)(bin == PG_BIN_TS ? v->u.i - days_1970_2000 * INT64_C(86400000000) : v->u.i),
+            8);
+        return;
+    case PG_BIN_FLOAT4: {
+        float f = (float)v->u.d;
+        uint32_t u;
+        memcpy(&u, &f, sizeof(u));
+        pg_be(b, 4, 4);
+        pg_be(b, u, 4);
+        return;
+    }
+    case PG_BIN_INT_FLOAT8:
+    case PG_BIN_FLOAT8: {
+        double d = bin == PG_BIN_FLOAT8 ? v->u.d : (double)v->u.i;
+        uint64_t u;
+        memcpy(&u, &d, sizeof(u));
+        pg_be(b, 8, 4);
+        pg_be(b, u, 8);
+        return;
+    }
+    case PG_BIN_BOOL:
+        pg_be(b, 1, 4);
+        sl_buf_putc(b, v->u.b ? 1 : 0);
+        return;
+    case PG_BIN_JSONB:
+        pg_be(b, (uint32_t)v->u.s.len + 1, 4);
+        sl_buf_putc(b, 1);
+        sl_buf_append(b, v->u.s.ptr, v->u.s.len);
+        return;
+    default: /* PG_BIN_TEXT */
+        pg_be(b, (uint32_t)v->u.s.len, 4);
+        sl_buf_append(b, v->u.s.ptr, v->u.s.len);
+        return;
+    }
+}
+
 static void pg_job_off(pg_job_t *j, size_t off)
 {
     if (j->n_off == j->cap_off) {
@@ -692,7 +820,21 @@ static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
     uint64_t key =
         sh->mode == PG_UPSERT ? sl_schema_hash(sh->schema, v, sh->key_fields, sh->n_key, 0) : 0;
     j->rows[j->n++] = (pg_row_t){b, idx, key, false, false, NULL};
-    if (sh->mode == PG_COPY) {
+    if (sh->mode == PG_COPY && sh->copy_binary) {
+        if (j->n_off == 0) {
+            pg_job_off(j, 0);
+        }
+        pg_be(&j->text, sh->n_cols, 2);
+        for (size_t k = 0; k < sh->n_cols; k++) {
+            const pg_col_t *c = &sh->cols[k];
+            if (v[c->field].is_null) {
+                pg_be(&j->text, UINT32_MAX, 4); /* -1: NULL */
+            } else {
+                pg_copy_bin(&j->text, &v[c->field], c->bin);
+            }
+        }
+        pg_job_off(j, j->text.len);
+    } else if (sh->mode == PG_COPY) {
         if (j->n_off == 0) {
             pg_job_off(j, 0);
         }
