@@ -19,6 +19,9 @@ consumer group:
 
   raw COPY    the same rows (date, site_id, views, clicks) loaded with psql
               \\copy (pg.PG.copy_in) into an append table: the baseline
+  raw COPY binary  the same rows from a COPY binary file (written once with
+              \\copy TO): what the server takes when it parses nothing (the
+              sink's copy_format auto sends these columns in binary)
   null        sluice with the null sink: what one lane consumes and parses,
               the ceiling of any sink here (raw COPY does neither)
   copy        sluice, mode copy (COPY FROM STDIN) into an append table
@@ -222,6 +225,22 @@ def run_raw(server, rows, M, want):
     return res
 
 
+def run_raw_binary(server, path, M, want):
+    """The same rows loaded from a COPY binary file (written once from the
+    raw table): the baseline for binary COPY, which the server parses less."""
+    before = server.fresh(RAW_TABLE)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    secs = server.db.copy_in_binary(RAW_TABLE, COLUMNS, path)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = server.since(before)
+    bad = check_table(server.db, RAW_TABLE, False, M, want)
+    if bad:
+        fail("raw binary COPY: " + bad)
+    res.update(wall=secs, rate=M / secs, steady=M / secs, rss=0.0,
+               cpu=(ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime))
+    return res
+
+
 def run_sluice(harness, server, name, table, cfg, rep, M, want):
     before = server.fresh(table or RAW_TABLE)
     env = dict(os.environ, GROUP=f"bench-{name}-{rep}-{os.getpid()}")
@@ -272,7 +291,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sluice-bench-postgres-")
     M, topic = a.messages, "site_events"
     runs = {k: v for k, v in SLUICE_RUNS.items() if not a.only or k in a.only.split(",")}
-    rows_by = {k: [] for k in ["raw COPY"] + list(runs)}
+    rows_by = {k: [] for k in ["raw COPY", "raw COPY binary"] + list(runs)}
     with harness.DevBroker([f"{topic}:{a.partitions}"], tmpdir=tmp) as broker, \
             pg.PG(tmp) as db:
         t0 = time.monotonic()
@@ -294,6 +313,10 @@ def main():
                 for name, (table, opts) in runs.items()}
         for rep in range(a.reps):
             rows_by["raw COPY"].append(run_raw(server, rows, M, want))
+            bin_path = os.path.join(tmp, "rows.bin")
+            if rep == 0:
+                server.db.copy_out_binary(RAW_TABLE, COLUMNS, bin_path)
+            rows_by["raw COPY binary"].append(run_raw_binary(server, bin_path, M, want))
             for name, (table, cfg) in cfgs.items():
                 rows_by[name].append(run_sluice(harness, server, name, table, cfg, rep, M,
                                                 want))
@@ -302,7 +325,7 @@ def main():
                 f"{v[-1]['pg_cpu']:.2f} s CPU"
                 + (f", broker {v[-1]['broker_cpu']:.2f} s, lanes blocked "
                    f"{v[-1]['lanes_blocked']:.2f} s starved "
-                   f"{v[-1]['lanes_starved']:.2f} s" if k != "raw COPY" else "") + ")"
+                   f"{v[-1]['lanes_starved']:.2f} s" if not k.startswith("raw COPY") else "") + ")"
                 for k, v in rows_by.items()),
                 file=sys.stderr, flush=True)
         del rows
@@ -310,13 +333,14 @@ def main():
     res = {}
     for k, runs in rows_by.items():
         res[k] = {f: statistics.median(r[f] for r in runs) for f in FIELDS
-                  + (("lanes_blocked", "lanes_starved", "broker_cpu") if k != "raw COPY"
-                     else ())}
+                  + (("lanes_blocked", "lanes_starved", "broker_cpu")
+                     if not k.startswith("raw COPY") else ())}
         res[k]["rss"] = max(r["rss"] for r in runs)
     raw = res["raw COPY"]
     print(json.dumps({"messages": M, "reps": a.reps, "max_rows": a.max_rows, **res}),
           file=sys.stderr)
     labels = {"raw COPY": "raw COPY: psql `\\copy` of the same rows (baseline)",
+              "raw COPY binary": "raw COPY, binary format: psql `\\copy` of the same rows",
               "null": "`sluice run --until-end`, null sink (ceiling: Kafka + parse)",
               "copy": "`sluice run --until-end`, mode copy",
               "insert": "`sluice run --until-end`, mode insert",
@@ -332,20 +356,22 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for k, r in res.items():
         print(f"| {labels[k]} | {r['rate']:,.0f} | {r['steady']:,.0f} | "
-              + (f"{r['cpu']:.2f} (psql)" if k == "raw COPY" else f"{r['cpu']:.2f}")
+              + (f"{r['cpu']:.2f} (psql)" if k.startswith("raw COPY") else f"{r['cpu']:.2f}")
               + f" | {r['pg_cpu']:.2f} | {r['xacts']:,.0f} | {r['wal']:,.1f} | "
-              + ("-" if k == "raw COPY" else f"{r['rss']:.1f}") + " |")
+              + ("-" if k.startswith("raw COPY") else f"{r['rss']:.1f}") + " |")
     print("\nlanes' idle time (median s, all lanes; group join included) and the dev broker's "
           "CPU s: " + ", ".join(
               f"{k} blocked {r['lanes_blocked']:.2f} starved {r['lanes_starved']:.2f} broker "
-              f"{r['broker_cpu']:.2f}" for k, r in res.items() if k != "raw COPY"))
+              f"{r['broker_cpu']:.2f}" for k, r in res.items() if not k.startswith("raw COPY")))
     if "copy" in res:
         cp = res["copy"]
         print(f"\ncopy / raw COPY: first record to end **{cp['steady'] / raw['steady']:.2f}**, "
               f"whole process {cp['rate'] / raw['rate']:.2f} (target >= 0.70)"
               + (f"; the null sink itself reaches {res['null']['steady'] / raw['steady']:.2f} "
                  f"of raw COPY, copy {cp['steady'] / res['null']['steady']:.2f} of the null sink"
-                 if "null" in res else ""))
+                 if "null" in res else "")
+              + f"; against raw binary COPY {cp['steady'] / res['raw COPY binary']['steady']:.2f}"
+              " (the sink's copy_format is auto: binary for these columns)")
     if "upsert" in res and "upsert+eos" in res:
         up, eos = res["upsert"], res["upsert+eos"]
         cost = 1 - eos["steady"] / up["steady"]

@@ -173,6 +173,21 @@ class PG:
                    timeout=timeout)
         return time.monotonic() - t0
 
+    def copy_out_binary(self, table, columns, path, db="sluice", timeout=600.0):
+        """Writes table's columns to path in COPY's binary format (psql \\copy TO)."""
+        cols = columns if isinstance(columns, str) else ", ".join(columns)
+        self._psql(db, ["-c", f"\\copy {table} ({cols}) TO '{path}' WITH (FORMAT binary)"],
+                   timeout=timeout)
+
+    def copy_in_binary(self, table, columns, path, db="sluice", timeout=600.0):
+        """Loads path (COPY binary format) into table with psql \\copy; returns
+        the seconds it took: the raw binary COPY baseline for benchmarks."""
+        cols = columns if isinstance(columns, str) else ", ".join(columns)
+        t0 = time.monotonic()
+        self._psql(db, ["-c", f"\\copy {table} ({cols}) FROM '{path}' WITH (FORMAT binary)"],
+                   timeout=timeout)
+        return time.monotonic() - t0
+
     def running(self):
         """True while the postmaster runs (its pid is alive and not reused)."""
         st = _stat(self.pid) if self.pid else None
