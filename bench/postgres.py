@@ -211,31 +211,19 @@ def check_table(db, table, upsert, M, want):
     return ""
 
 
-def run_raw(server, rows, M, want):
+def run_raw(server, label, load, M, want):
+    """A baseline: load() puts the rows into the raw table with psql and
+    returns the seconds it took (text: pg.PG.copy_in; binary: from a COPY
+    binary file written once from the raw table, which the server parses
+    less)."""
     before = server.fresh(RAW_TABLE)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    secs = server.db.copy_in(RAW_TABLE, rows, COLUMNS)
+    secs = load()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = server.since(before)
     bad = check_table(server.db, RAW_TABLE, False, M, want)
     if bad:
-        fail("raw COPY: " + bad)
-    res.update(wall=secs, rate=M / secs, steady=M / secs, rss=0.0,
-               cpu=(ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime))
-    return res
-
-
-def run_raw_binary(server, path, M, want):
-    """The same rows loaded from a COPY binary file (written once from the
-    raw table): the baseline for binary COPY, which the server parses less."""
-    before = server.fresh(RAW_TABLE)
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    secs = server.db.copy_in_binary(RAW_TABLE, COLUMNS, path)
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    res = server.since(before)
-    bad = check_table(server.db, RAW_TABLE, False, M, want)
-    if bad:
-        fail("raw binary COPY: " + bad)
+        fail(f"{label}: {bad}")
     res.update(wall=secs, rate=M / secs, steady=M / secs, rss=0.0,
                cpu=(ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime))
     return res
@@ -312,11 +300,14 @@ def main():
                                      a.max_rows, a.runtime, a.lanes))
                 for name, (table, opts) in runs.items()}
         for rep in range(a.reps):
-            rows_by["raw COPY"].append(run_raw(server, rows, M, want))
+            rows_by["raw COPY"].append(run_raw(
+                server, "raw COPY", lambda: db.copy_in(RAW_TABLE, rows, COLUMNS), M, want))
             bin_path = os.path.join(tmp, "rows.bin")
             if rep == 0:
-                server.db.copy_out_binary(RAW_TABLE, COLUMNS, bin_path)
-            rows_by["raw COPY binary"].append(run_raw_binary(server, bin_path, M, want))
+                db.copy_out_binary(RAW_TABLE, COLUMNS, bin_path)
+            rows_by["raw COPY binary"].append(run_raw(
+                server, "raw binary COPY",
+                lambda: db.copy_in_binary(RAW_TABLE, COLUMNS, bin_path), M, want))
             for name, (table, cfg) in cfgs.items():
                 rows_by[name].append(run_sluice(harness, server, name, table, cfg, rep, M,
                                                 want))

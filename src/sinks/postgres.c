@@ -773,6 +773,36 @@ static void pg_copy_bin(sl_buf_t *b, const sl_value_t *v, int bin)
     }
 }
 
+/* One COPY row: binary (field count, then each field with its length; -1:
+ * NULL) or text (tab-separated, \N: NULL, newline-terminated). */
+static void pg_copy_row(const pg_shared_t *sh, sl_buf_t *b, const sl_value_t *v)
+{
+    if (sh->copy_binary) {
+        pg_be(b, sh->n_cols, 2);
+        for (size_t k = 0; k < sh->n_cols; k++) {
+            const pg_col_t *c = &sh->cols[k];
+            if (v[c->field].is_null) {
+                pg_be(b, UINT32_MAX, 4);
+            } else {
+                pg_copy_bin(b, &v[c->field], c->bin);
+            }
+        }
+        return;
+    }
+    for (size_t k = 0; k < sh->n_cols; k++) {
+        const pg_col_t *c = &sh->cols[k];
+        if (k) {
+            sl_buf_putc(b, '\t');
+        }
+        if (v[c->field].is_null) {
+            sl_buf_puts(b, "\\N");
+        } else {
+            pg_copy_text(b, &v[c->field], c->type);
+        }
+    }
+    sl_buf_putc(b, '\n');
+}
+
 static void pg_job_off(pg_job_t *j, size_t off)
 {
     if (j->n_off == j->cap_off) {
@@ -820,36 +850,11 @@ static void pg_job_add(pg_sink_t *s, pg_job_t *j, sl_batch_t *b, uint32_t idx)
     uint64_t key =
         sh->mode == PG_UPSERT ? sl_schema_hash(sh->schema, v, sh->key_fields, sh->n_key, 0) : 0;
     j->rows[j->n++] = (pg_row_t){b, idx, key, false, false, NULL};
-    if (sh->mode == PG_COPY && sh->copy_binary) {
+    if (sh->mode == PG_COPY) {
         if (j->n_off == 0) {
             pg_job_off(j, 0);
         }
-        pg_be(&j->text, sh->n_cols, 2);
-        for (size_t k = 0; k < sh->n_cols; k++) {
-            const pg_col_t *c = &sh->cols[k];
-            if (v[c->field].is_null) {
-                pg_be(&j->text, UINT32_MAX, 4); /* -1: NULL */
-            } else {
-                pg_copy_bin(&j->text, &v[c->field], c->bin);
-            }
-        }
-        pg_job_off(j, j->text.len);
-    } else if (sh->mode == PG_COPY) {
-        if (j->n_off == 0) {
-            pg_job_off(j, 0);
-        }
-        for (size_t k = 0; k < sh->n_cols; k++) {
-            const pg_col_t *c = &sh->cols[k];
-            if (k) {
-                sl_buf_putc(&j->text, '\t');
-            }
-            if (v[c->field].is_null) {
-                sl_buf_puts(&j->text, "\\N");
-            } else {
-                pg_copy_text(&j->text, &v[c->field], c->type);
-            }
-        }
-        sl_buf_putc(&j->text, '\n');
+        pg_copy_row(sh, &j->text, v);
         pg_job_off(j, j->text.len);
     } else {
         for (size_t k = 0; k < sh->n_cols; k++) {
