@@ -1,7 +1,10 @@
 /* A batch: the messages one lane consumed in one go, their decoded records,
  * and the arena holding unescaped strings. A batch lives until every record
  * in it is done (acknowledged by the sink or the dead-letter path); records'
- * string values point into its messages and arena until then. */
+ * string values point into its data and arena until then. The lane copies
+ * each message's key and payload into the batch's data and gives librdkafka
+ * its message back at once: a message held costs librdkafka ~300 bytes and
+ * pins the fetch response it came in, a copy costs its bytes. */
 #ifndef SL_CORE_BATCH_H
 #define SL_CORE_BATCH_H
 
@@ -46,10 +49,22 @@ typedef struct sl_pos {
     uint64_t seq;         /* watermark sequence number */
 } sl_pos_t;
 
+/* Where record i's message is: its Kafka offset and timestamp, and its
+ * payload at data + at (then its key right after it). */
+#define SL_LEN_NULL UINT32_MAX /* a null payload or key (Kafka lengths are int32) */
+typedef struct sl_msg_src {
+    int64_t offset;
+    int64_t timestamp_ms; /* -1 if unknown */
+    size_t at;
+    uint32_t payload_len; /* or SL_LEN_NULL */
+    uint32_t key_len;     /* or SL_LEN_NULL */
+} sl_msg_src_t;
+
 typedef struct sl_batch {
     struct sl_lane *lane;
     const sl_schema_t *schema;
-    void **msgs;                  /* rd_kafka_message_t *, destroyed with the batch */
+    sl_msg_src_t *src;            /* n: the records' messages */
+    char *data;                   /* their payloads and keys */
     size_t n;                     /* records (one per message) */
     size_t cap;                   /* allocated records */
     sl_value_t *values;           /* n * schema->n_fields */

@@ -46,10 +46,11 @@ static const sl_option_t runtime_options[] = {
      "Worker threads, each owning a share of the partitions. 0: one per CPU core."},
     {"batch_size", SL_OPT_INT, offsetof(sl_runtime_opts_t, batch_size), "1000", false, 1, 100000,
      NULL, "Messages a lane takes from Kafka at a time."},
-    {"max_in_flight", SL_OPT_INT, offsetof(sl_runtime_opts_t, max_in_flight), "20000", false, 1,
+    {"max_in_flight", SL_OPT_INT, offsetof(sl_runtime_opts_t, max_in_flight), "0", false, 0,
      10000000, NULL,
      "Records per lane consumed but not yet acknowledged; at this limit the lane stops taking "
-     "messages (back-pressure)."},
+     "messages (back-pressure). 0: 20000, or what the sink needs to keep its writer busy when "
+     "that is more (sink.postgres: three transactions of `max_rows`)."},
     {"pause_after", SL_OPT_DURATION, offsetof(sl_runtime_opts_t, pause_after_ms), "100ms", false, 0,
      3600000, NULL,
      "How long a lane may stay blocked (sink full or down, retries pending, in-flight budget "

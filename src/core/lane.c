@@ -90,6 +90,7 @@ struct sl_lane {
     size_t n_dlq_wait, cap_dlq_wait;
 
     int64_t in_flight;
+    int64_t max_in_flight; /* the budget (sl_pipeline_max_in_flight) */
     bool store_dirty;
     int64_t last_store_ms;
     int64_t last_err_log_ms;
@@ -383,14 +384,15 @@ static void lane_update_at_end(sl_lane_t *lane)
 
 /* ---- batches and records ---------------------------------------------------- */
 
-static sl_batch_t *batch_new(sl_lane_t *lane, size_t cap)
+static sl_batch_t *batch_new(sl_lane_t *lane, size_t cap, size_t data_len)
 {
     const sl_schema_t *schema = &lane->cfg->record;
     sl_batch_t *b = sl_xcalloc(1, sizeof(*b));
     b->cap = cap;
     b->lane = lane;
     b->schema = schema;
-    b->msgs = sl_xmalloc(cap * sizeof(*b->msgs));
+    b->src = sl_xmalloc(cap * sizeof(*b->src));
+    b->data = sl_xmalloc(data_len ? data_len : 1);
     b->values = sl_xmalloc(cap * schema->n_fields * sizeof(sl_value_t));
     b->pos = sl_xmalloc(cap * sizeof(*b->pos));
     b->state = sl_xcalloc(cap, 1);
@@ -405,12 +407,30 @@ static sl_batch_t *batch_new(sl_lane_t *lane, size_t cap)
     return b;
 }
 
+/* Copies msg (record k of b) into b->data at byte at; returns where the
+ * next message goes. */
+static size_t batch_copy_msg(sl_batch_t *b, uint32_t k, rd_kafka_message_t *msg, size_t at)
+{
+    sl_msg_src_t *m = &b->src[k];
+    *m = (sl_msg_src_t){msg->offset, rd_kafka_message_timestamp(msg, NULL), at, SL_LEN_NULL,
+                        SL_LEN_NULL};
+    if (msg->payload != NULL) {
+        memcpy(b->data + at, msg->payload, msg->len);
+        m->payload_len = (uint32_t)msg->len;
+        at += msg->len;
+    }
+    if (msg->key != NULL) {
+        memcpy(b->data + at, msg->key, msg->key_len);
+        m->key_len = (uint32_t)msg->key_len;
+        at += msg->key_len;
+    }
+    return at;
+}
+
 static void batch_free(sl_batch_t *b)
 {
-    for (size_t i = 0; b->msgs != NULL && i < b->n; i++) {
-        rd_kafka_message_destroy(b->msgs[i]);
-    }
-    free(b->msgs);
+    free(b->src);
+    free(b->data);
     free(b->values);
     free(b->pos);
     free(b->state);
@@ -514,15 +534,16 @@ void sl_batch_origin(const sl_batch_t *b, uint32_t idx, sl_origin_t *o)
                            NULL,          0,  json, json ? strlen(json) : 0};
         return;
     }
-    const rd_kafka_message_t *msg = b->msgs[idx];
-    o->topic = rd_kafka_topic_name(msg->rkt);
-    o->partition = msg->partition;
-    o->offset = msg->offset;
-    o->timestamp_ms = rd_kafka_message_timestamp(msg, NULL);
-    o->key = msg->key;
-    o->key_len = msg->key_len;
-    o->payload = msg->payload;
-    o->payload_len = msg->len;
+    const sl_msg_src_t *m = &b->src[idx];
+    const char *key = b->data + m->at + (m->payload_len == SL_LEN_NULL ? 0 : m->payload_len);
+    o->topic = b->pos[idx].part->topic;
+    o->partition = b->pos[idx].part->partition;
+    o->offset = m->offset;
+    o->timestamp_ms = m->timestamp_ms;
+    o->key = m->key_len == SL_LEN_NULL ? NULL : key;
+    o->key_len = m->key_len == SL_LEN_NULL ? 0 : m->key_len;
+    o->payload = m->payload_len == SL_LEN_NULL ? NULL : b->data + m->at;
+    o->payload_len = m->payload_len == SL_LEN_NULL ? 0 : m->payload_len;
 }
 
 static int64_t lane_backoff_ms(const sl_lane_t *lane, int attempt)
@@ -743,7 +764,6 @@ static size_t lane_agg_take(sl_lane_t *lane, sl_batch_t *b, const uint32_t *idx,
     sl_agg_set_clock(agg, sl_now_ms(), sl_wall_us());
     for (size_t i = 0; i < n; i++) {
         uint32_t k = idx[i];
-        const rd_kafka_message_t *msg = b->msgs[k];
         /* groups are scattered in memory: fetch them a few records ahead */
         if (i + 16 < n) {
             sl_agg_prefetch(agg, sl_batch_values(b, idx[i + 16]));
@@ -752,14 +772,14 @@ static size_t lane_agg_take(sl_lane_t *lane, sl_batch_t *b, const uint32_t *idx,
             sl_agg_prefetch(agg, sl_batch_values(b, idx[i + 8]));
         }
         sl_agg_verdict_t v = sl_agg_add(agg, sl_batch_values(b, k), b->pos[k].part->slot,
-                                        b->pos[k].gen, msg->offset, &why);
+                                        b->pos[k].gen, b->src[k].offset, &why);
         if (v == SL_AGG_FULL) {
             if (!sl_agg_flush_due(agg, sl_now_ms(), true)) {
                 return i; /* a flush is in flight: wait for it */
             }
             lane_agg_flush(lane);
             v = sl_agg_add(agg, sl_batch_values(b, k), b->pos[k].part->slot, b->pos[k].gen,
-                           msg->offset, &why);
+                           b->src[k].offset, &why);
             if (v == SL_AGG_FULL) {
                 return i;
             }
@@ -775,7 +795,7 @@ static size_t lane_agg_take(sl_lane_t *lane, sl_batch_t *b, const uint32_t *idx,
                        (m - lane->n_agg_high) * sizeof(*lane->agg_high));
                 lane->n_agg_high = m;
             }
-            lane->agg_high[slot] = SL_MAX(lane->agg_high[slot], msg->offset + 1);
+            lane->agg_high[slot] = SL_MAX(lane->agg_high[slot], b->src[k].offset + 1);
             if (b->dflag != NULL) {
                 b->dflag[k] |= SL_DEDUP_F_WRITTEN; /* its flush writes it or dead-letters it */
             }
@@ -957,20 +977,21 @@ static void lane_on_kafka_error(sl_lane_t *lane, rd_kafka_message_t *msg)
 }
 
 /* Decodes and validates one record; returns 0 or -1 with why set. */
-static int lane_decode(sl_lane_t *lane, sl_batch_t *b, uint32_t k, const rd_kafka_message_t *msg,
-                       sl_reason_t *why)
+static int lane_decode(sl_lane_t *lane, sl_batch_t *b, uint32_t k, sl_reason_t *why)
 {
     const sl_schema_t *input = &lane->cfg->schema;
     sl_value_t *v = sl_batch_values(b, k);
     for (size_t f = 0; f < b->schema->n_fields; f++) {
         v[f].is_null = true;
     }
-    if (msg->payload == NULL) {
+    const sl_msg_src_t *m = &b->src[k];
+    if (m->payload_len == SL_LEN_NULL) {
         snprintf(why->text, sizeof(why->text), "empty message (null payload)");
         return -1;
     }
     /* the input fields come first in the record schema, at the same indexes */
-    if (sl_json_decode(input, &lane->limits, msg->payload, msg->len, v, &b->arena, why) != 0) {
+    if (sl_json_decode(input, &lane->limits, b->data + m->at, m->payload_len, v, &b->arena, why) !=
+        0) {
         return -1;
     }
     return sl_schema_validate(input, v, why);
@@ -979,20 +1000,20 @@ static int lane_decode(sl_lane_t *lane, sl_batch_t *b, uint32_t k, const rd_kafk
 /* Notes whether the queue, queued messages long before this take, had reached
  * a limit that makes librdkafka stop fetching (lane_nudge_fetcher). Its
  * byte size is not public: estimated from the payloads just taken (librdkafka
- * counts payload bytes), with a quarter of slack. */
-static void lane_note_queue(sl_lane_t *lane, int64_t queued, ssize_t got)
+ * counts payload bytes), with a quarter of slack. Returns the bytes of the
+ * taken messages' payloads and keys. */
+static size_t lane_note_queue(sl_lane_t *lane, int64_t queued, ssize_t got)
 {
-    if (queued >= lane->fetch_stop_msgs) {
-        lane->queue_was_full = true;
-        return;
-    }
-    int64_t bytes = 0;
+    size_t payloads = 0, keys = 0;
     for (ssize_t i = 0; i < got; i++) {
-        bytes += (int64_t)lane->msgbuf[i]->len;
+        payloads += lane->msgbuf[i]->payload ? lane->msgbuf[i]->len : 0;
+        keys += lane->msgbuf[i]->key ? lane->msgbuf[i]->key_len : 0;
     }
-    if (queued * (bytes / got) >= lane->fetch_stop_bytes / 4 * 3) {
+    if (queued >= lane->fetch_stop_msgs ||
+        queued * (int64_t)(payloads / (size_t)got) >= lane->fetch_stop_bytes / 4 * 3) {
         lane->queue_was_full = true;
     }
+    return payloads + keys;
 }
 
 /* Takes up to batch_size messages from the lane queue and runs them through
@@ -1006,8 +1027,9 @@ static size_t lane_consume(sl_lane_t *lane)
     if (got <= 0) {
         return 0;
     }
-    lane_note_queue(lane, queued, got);
-    sl_batch_t *b = batch_new(lane, (size_t)got);
+    size_t data_len = lane_note_queue(lane, queued, got);
+    sl_batch_t *b = batch_new(lane, (size_t)got, data_len);
+    size_t at = 0;
     size_t n_valid = 0, n_filtered = 0, n_dedup = 0;
     int64_t now_ms = sl_now_ms();
     sl_reason_t why;
@@ -1015,7 +1037,6 @@ static size_t lane_consume(sl_lane_t *lane)
         rd_kafka_message_t *msg = lane->msgbuf[i];
         if (msg->err) {
             lane_on_kafka_error(lane, msg);
-            rd_kafka_message_destroy(msg);
             continue;
         }
         sl_part_t *p = lane_part_find(lane, rd_kafka_topic_name(msg->rkt), msg->partition);
@@ -1023,15 +1044,14 @@ static size_t lane_consume(sl_lane_t *lane)
             /* revoked or draining (its next owner consumes it), or fetched
              * again after a pause/resume */
             SL_M_ADD(&lane->m, stale_dropped, 1);
-            rd_kafka_message_destroy(msg);
             continue;
         }
         uint32_t k = (uint32_t)b->n++;
-        b->msgs[k] = msg;
         b->pos[k] = (sl_pos_t){p, p->gen, sl_wm_add(&p->wm, msg->offset)};
+        at = batch_copy_msg(b, k, msg, at);
         b->pending++;
         lane->in_flight++;
-        if (lane_decode(lane, b, k, msg, &why) != 0) {
+        if (lane_decode(lane, b, k, &why) != 0) {
             SL_M_ADD(&lane->m, invalid, 1);
             lane_dead_letter(lane, b, k, why.text);
             continue;
@@ -1039,7 +1059,7 @@ static size_t lane_consume(sl_lane_t *lane)
         switch (sl_stages_run(lane->cfg->stages, sl_batch_values(b, k), &b->arena,
                               (unsigned)lane->id, &why)) {
         case SL_STAGE_KEEP:
-            if (msg->offset < p->skip_below) {
+            if (b->src[k].offset < p->skip_below) {
                 /* an exactly-once sink wrote it before a restart */
                 SL_M_ADD(&lane->m, agg_replayed, 1);
                 n_dedup++;
@@ -1051,7 +1071,7 @@ static size_t lane_consume(sl_lane_t *lane)
                 break;
             }
             b->dkey[k] = sl_dedup_key(lane->cfg->dedup, &lane->cfg->record, sl_batch_values(b, k),
-                                      msg->payload, msg->len);
+                                      b->data + b->src[k].at, b->src[k].payload_len);
             switch (sl_dedup_offer(lane->dedup, b->dkey[k], now_ms, (sl_dedup_rec_t){b, k})) {
             case SL_DEDUP_NEW:
                 b->dflag[k] = SL_DEDUP_F_OWNER;
@@ -1077,6 +1097,11 @@ static size_t lane_consume(sl_lane_t *lane)
             lane_dead_letter(lane, b, k, why.text);
             break;
         }
+    }
+    /* copied: librdkafka gets them back in one go (freeing them one by one
+     * between decodes costs more, in contention with its fetcher thread) */
+    for (ssize_t i = 0; i < got; i++) {
+        rd_kafka_message_destroy(lane->msgbuf[i]);
     }
     if (SL_M_GET(&lane->m, first_record_us) == 0) {
         atomic_store(&lane->m.first_record_us, b->created_us);
@@ -1361,7 +1386,7 @@ static void lane_nudge_fetcher(sl_lane_t *lane, int64_t now)
 static bool lane_blocked(const sl_lane_t *lane)
 {
     return lane->cur != NULL || lane->n_dlq_wait > 0 || lane->n_retries > 0 ||
-           lane->in_flight >= lane->cfg->runtime.max_in_flight;
+           lane->in_flight >= lane->max_in_flight;
 }
 
 static void *lane_main(void *arg)
@@ -1383,7 +1408,7 @@ static void *lane_main(void *arg)
         lane_submit_current(lane);
         lane_agg_tick(lane, now);
         if (lane->sink->flush != NULL && lane->cur == NULL &&
-            (lane->in_flight >= lane->cfg->runtime.max_in_flight || lane_consumed_to_end(lane))) {
+            (lane->in_flight >= lane->max_in_flight || lane_consumed_to_end(lane))) {
             /* no more records until some are acknowledged (the in-flight
              * budget is used up), or --until-end and nothing more to read:
              * rows a sink holds back for a fuller batch would only wait out
@@ -1418,7 +1443,7 @@ static void *lane_main(void *arg)
         if (want_pause) {
             lane_set_paused(lane, true); /* also catches newly assigned partitions */
             paused = true;
-        } else if (!blocked && paused && lane->in_flight <= lane->cfg->runtime.max_in_flight / 2) {
+        } else if (!blocked && paused && lane->in_flight <= lane->max_in_flight / 2) {
             lane_set_paused(lane, false);
             paused = false;
         }
@@ -1511,6 +1536,7 @@ sl_lane_t *sl_lane_create(sl_pipeline_t *pl, int id, char *err)
     const sl_config_t *cfg = sl_pipeline_config(pl);
     lane->pl = pl;
     lane->cfg = cfg;
+    lane->max_in_flight = sl_pipeline_max_in_flight(pl);
     lane->id = id;
     lane->rk = sl_pipeline_consumer(pl);
     snprintf(lane->name, sizeof(lane->name), "lane%d", id);

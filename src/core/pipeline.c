@@ -40,6 +40,7 @@ struct sl_pipeline {
     bool fatal;
     sl_http_t *http;
     int64_t start_ms;
+    int64_t max_in_flight; /* per lane */
 };
 
 static volatile sig_atomic_t pl_signal;
@@ -67,6 +68,29 @@ const sl_config_t *sl_pipeline_config(const sl_pipeline_t *pl)
 rd_kafka_t *sl_pipeline_consumer(const sl_pipeline_t *pl)
 {
     return pl->rk;
+}
+
+int64_t sl_pipeline_max_in_flight(const sl_pipeline_t *pl)
+{
+    return pl->max_in_flight;
+}
+
+/* The lanes' in-flight budget (after the sink's init): the user's, or the
+ * default raised to what the sink needs. */
+static void pl_set_budget(sl_pipeline_t *pl)
+{
+    const sl_config_t *cfg = pl->cfg;
+    int64_t need = cfg->sink->in_flight_need ? cfg->sink->in_flight_need(pl->sink_shared) : 0;
+    pl->max_in_flight = cfg->runtime.max_in_flight;
+    if (pl->max_in_flight == 0) {
+        pl->max_in_flight = SL_MAX((int64_t)20000, need);
+    } else if (pl->max_in_flight < need) {
+        sl_log_warn(cfg->sink_name,
+                    "runtime.max_in_flight is below what the sink needs to keep "
+                    "its writer busy: it will idle between writes; raise max_in_flight (or set "
+                    "0 for automatic), or lower the sink's batch size",
+                    "max_in_flight=%lld need=%lld", (long long)pl->max_in_flight, (long long)need);
+    }
 }
 
 void *sl_pipeline_sink_shared(const sl_pipeline_t *pl)
@@ -667,6 +691,7 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts)
         sl_log_error(cfg->sink_name, err, NULL);
         goto out;
     }
+    pl_set_budget(pl);
     if (cfg->dlq->init(&pl->dlq_shared, cfg->dlq_opts, &info, err) != 0) {
         sl_log_error(cfg->dlq_name, err, NULL);
         goto out;

@@ -92,6 +92,9 @@ int sl_pipeline_run(const sl_config_t *cfg, const sl_run_opts_t *opts);
 /* For lanes and plugins. */
 const sl_config_t *sl_pipeline_config(const sl_pipeline_t *pl);
 rd_kafka_t *sl_pipeline_consumer(const sl_pipeline_t *pl);
+/* Each lane's in-flight budget: runtime.max_in_flight, or when that is 0,
+ * 20000 or the sink's need (in_flight_need) if more. */
+int64_t sl_pipeline_max_in_flight(const sl_pipeline_t *pl);
 void *sl_pipeline_sink_shared(const sl_pipeline_t *pl);
 void *sl_pipeline_dlq_shared(const sl_pipeline_t *pl);
 /* Which lane owns a partition (stable for the pipeline's lifetime). */

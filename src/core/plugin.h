@@ -81,6 +81,11 @@ typedef struct sl_sink_plugin {
      * written (they were). Returns 0, or -1 with err[256]. May be NULL. */
     int (*stored_offsets)(void *shared, const char *const *topics, const int32_t *partitions,
                           int64_t *next, size_t n, char *err);
+    /* Records per lane the sink needs in flight to keep its writer busy
+     * (postgres: three transactions of max_rows: one running, one waiting,
+     * one filling). The lane's default budget (runtime.max_in_flight 0)
+     * grows to it. After init; may be NULL (nothing beyond the default). */
+    int64_t (*in_flight_need)(const void *shared);
     /* For /readyz: can the sink take writes now? NULL means always. Any thread. */
     bool (*ready)(void *shared);
     /* Appends the sink's own Prometheus metrics (HELP/TYPE lines included) to

@@ -76,7 +76,7 @@ typedef struct pg_row {
 
 /* The next offset to store per partition (exactly_once). */
 typedef struct pg_off {
-    char *topic; /* borrowed from the batch's message (alive until the job's rows are done) */
+    char *topic; /* borrowed from the lane's partition (alive while the lane is) */
     int32_t partition;
     int64_t next;
 } pg_off_t;

@@ -169,8 +169,36 @@ def sc_budget(c, tmp, broker, db):
     with st.Sluice(cfg, tmp, name="sluice-budget", until_end=True) as s:
         rc = s.wait(45)
     c.check(rc == 0, "budget: --until-end exits 0", s.stderr()[-2000:])
+    c.check("runtime.max_in_flight is below what the sink needs" in s.stderr()
+            and "need=3000" in s.stderr(),
+            "budget: a budget below three transactions is warned about, with the need",
+            s.stderr()[-2000:])
     want, got = want_store(events), store_rows(db, table)
     c.check(got == want, "budget: every row once, values intact",
+            [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
+
+
+def sc_budget_auto(c, tmp, broker, db):
+    """The default in-flight budget grows to three transactions of max_rows
+    (25,000 > 20,000 here): every transaction is full. With the budget
+    stuck at 20,000, the lane flushes each job at 20,000 rows (4 transactions)."""
+    table, topic = "store_budget_auto", "store-budget-auto"
+    db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision, dept text, "
+           "seen timestamptz)")
+    events = store_events(75000, seed=12)
+    produce(broker, topic, events)
+    cfg = config(tmp, "budget-auto", broker.bootstrap, topic, STORE_SCHEMA,
+                 pg_sink(db, table, mode="copy", max_rows=25000, max_delay="60s"),
+                 runtime="{log_level: info, lanes: 1}")
+    with st.Sluice(cfg, tmp, name="sluice-budget-auto", until_end=True) as s:
+        rc = s.wait(90)
+    c.check(rc == 0, "budget_auto: --until-end exits 0", s.stderr()[-2000:])
+    c.check("max_in_flight is below" not in s.stderr(), "budget_auto: no budget warning")
+    sizes = sorted(int(n) for (n,) in
+                   db.sql(f"SELECT count(*) FROM {table} GROUP BY xmin::text"))
+    c.check(sizes == [25000] * 3, "budget_auto: three transactions of max_rows each", sizes)
+    want, got = want_store(events), store_rows(db, table)
+    c.check(got == want, "budget_auto: every row once, values intact",
             [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
 
 
@@ -428,7 +456,7 @@ def sc_copy_binary(c, tmp, broker, db):
             "copy_binary: binary with a numeric column is refused, naming it", err)
 
 
-SCENARIOS = [sc_counters, sc_modes, sc_budget, sc_copy_binary, sc_rejects, sc_fire, sc_aggregate_fire, sc_rejects_fire,
+SCENARIOS = [sc_counters, sc_modes, sc_budget, sc_budget_auto, sc_copy_binary, sc_rejects, sc_fire, sc_aggregate_fire, sc_rejects_fire,
              sc_restart, sc_types]
 
 

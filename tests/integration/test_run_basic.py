@@ -30,7 +30,8 @@ def totals_from_output(path):
 
 def test(c):
     tmp = tempfile.mkdtemp(prefix="sluice-basic-")
-    with harness.DevBroker(["site_events:8", "site_events.dlq:2"], tmpdir=tmp) as broker:
+    with harness.DevBroker(["site_events:8", "site_events.dlq:2", "keyed:1"],
+                           tmpdir=tmp) as broker:
         expected_file = os.path.join(tmp, "expected.jsonl")
         gen = harness.run_gen(broker.bootstrap, "site_events", count=N, invalid=M, seed=7,
                               expected_file=expected_file)
@@ -125,6 +126,32 @@ def test(c):
                 "invalid UTF-8 payloads are kept as base64")
         c.check(harness.committed(broker.bootstrap, "basic-file", "site_events")
                 == {p: hi for p, (lo, hi) in ends.items()}, "file run: committed = end")
+
+        # 3. keys and null payloads reach the dead-letter path as they were
+        # produced (the lane keeps its own copy of each message)
+        good = '{"date":"2017-02-04","site_id":1,"views":1,"clicks":1}'
+        harness.run(["kcat", "-P", "-b", broker.bootstrap, "-t", "keyed", "-K", "\t", "-Z"],
+                    input=("tomb\t\n" f"k-bad\tnot json\nk-good\t{good}\n"
+                           "k-utf\t\"\xff\"\n").encode("latin-1"))
+        out3, dlq3 = os.path.join(tmp, "out3.jsonl"), os.path.join(tmp, "dlq3.jsonl")
+        cfg3 = st.site_config(tmp, broker.bootstrap, "keyed", "basic-keyed",
+                              f"{{file: {{path: {out3}}}}}", f"{{file: {{path: {dlq3}}}}}",
+                              name="keyed.yaml")
+        with st.Sluice(cfg3, tmp, name="sluice-keyed", until_end=True) as s:
+            rc = s.wait(60)
+            c.check(rc == 0, "keyed run: --until-end exits 0", s.stderr()[-2000:])
+        with open(dlq3) as f:
+            by_offset = {e["offset"]: e for e in map(json.loads, f)}
+        c.check(st.lines(out3) == 1 and sorted(by_offset) == [0, 1, 3],
+                "keyed run: 1 record out, 3 dead-lettered", sorted(by_offset))
+        tomb, bad, utf = by_offset.get(0, {}), by_offset.get(1, {}), by_offset.get(3, {})
+        c.check(tomb.get("key") == "tomb" and "payload" in tomb and tomb["payload"] is None
+                and "null payload" in tomb.get("reason", ""),
+                "a null payload is dead-lettered as null, with its key", tomb)
+        c.check(bad.get("key") == "k-bad" and bad.get("payload") == "not json",
+                "an invalid payload is dead-lettered with its key and bytes", bad)
+        c.check(utf.get("key") == "k-utf" and utf.get("payload_base64") == "Iv8i",
+                "invalid UTF-8 is dead-lettered as base64, with its key", utf)
 
 
 harness.main(test)
