@@ -10,6 +10,9 @@ topic and consumer group.
              intact
   rejects    a CHECK constraint: the violating rows are dead-lettered with
              SQLSTATE 23514, every other row commits (insert and copy)
+  upsert_order  upsert (overwrite) with every key ~10 times per transaction
+             and CHECK violations among them: each key ends with its last
+             good row in topic order; exactly the bad rows dead-lettered
   fire       exactly_once under fire: sluice killed (-9) at 10 points in the
              middle of writing and restarted each time, then run to the end:
              totals exactly equal to the input. The same checker, with
@@ -200,6 +203,38 @@ def sc_budget_auto(c, tmp, broker, db):
     want, got = want_store(events), store_rows(db, table)
     c.check(got == want, "budget_auto: every row once, values intact",
             [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
+
+
+def sc_upsert_order(c, tmp, broker, db):
+    """The sink writes an upsert transaction's rows of one key in topic order
+    (it groups rows into statements by occurrence of their key), also when it
+    bisects around rejected rows."""
+    table, topic = "upsert_order", "upsert-order"
+    db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision "
+           "CHECK (price < 1000), dept text, seen timestamptz)")
+    rnd = random.Random(13)
+    events = []
+    for i in range(20000):
+        e = {"name": f"k{rnd.randrange(500)}", "price": float(i % 900), "dept": f"d{i}"}
+        if i % 211 == 5:
+            e["price"] = 5000.0 + i  # violates the CHECK
+        events.append(e)
+    produce(broker, topic, events)  # one partition: topic order is the input order
+    cfg = config(tmp, "upsert-order", broker.bootstrap, topic, STORE_SCHEMA,
+                 pg_sink(db, table, mode="upsert", key="[name]"))
+    run_to_end(c, cfg, tmp, "sluice-upsert-order", "upsert_order")
+    want = {}
+    for e in events:
+        if e["price"] < 1000:
+            want[e["name"]] = (e["price"], e["dept"], None)
+    got = store_rows(db, table)
+    c.check(got == want, "upsert_order: every key holds its last good row in topic order",
+            [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
+    dlq = cs.read_dlq(os.path.join(tmp, "upsert-order.dlq.jsonl"))
+    bad = sorted(e["dept"] for e in events if e["price"] >= 1000)
+    c.check(sorted(json.loads(d["payload"])["dept"] for d in dlq) == bad
+            and all("SQLSTATE 23514" in d["reason"] for d in dlq),
+            f"upsert_order: exactly the {len(bad)} violating rows are dead-lettered", len(dlq))
 
 
 def sc_rejects(c, tmp, broker, db):
@@ -456,14 +491,15 @@ def sc_copy_binary(c, tmp, broker, db):
             "copy_binary: binary with a numeric column is refused, naming it", err)
 
 
-SCENARIOS = [sc_counters, sc_modes, sc_budget, sc_budget_auto, sc_copy_binary, sc_rejects, sc_fire, sc_aggregate_fire, sc_rejects_fire,
+SCENARIOS = [sc_counters, sc_modes, sc_budget, sc_budget_auto, sc_copy_binary, sc_rejects,
+             sc_upsert_order, sc_fire, sc_aggregate_fire, sc_rejects_fire,
              sc_restart, sc_types]
 
 
 def test(c):
     tmp = tempfile.mkdtemp(prefix="sluice-postgres-")
     topics = ["counters:4", "store-insert:4", "store-copy:4", "checked-insert:2",
-              "checked-copy:2", "fire:8", "checked-fire:2", "restart:4", "types:1"]
+              "checked-copy:2", "upsert-order:1", "fire:8", "checked-fire:2", "restart:4", "types:1"]
     with harness.DevBroker(topics, tmpdir=tmp) as broker, pg.PG(tmp) as db:
         harness.run_scenarios(c, SCENARIOS, (tmp, broker, db), os.environ.get("PG_ONLY"))
     harness.finish(c, tmp)
