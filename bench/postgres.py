@@ -381,8 +381,9 @@ def main():
     if "insert" in res and "upsert" in res:
         print(f"insert / raw COPY {res['insert']['steady'] / raw['steady']:.2f}, "
               f"upsert / raw COPY {res['upsert']['steady'] / raw['steady']:.2f}; upsert: about "
-              f"{statements / (M / (a.max_rows or 5000)):.0f} INSERT statements per transaction in topic "
-              f"order ({M / statements:.0f} rows each: a statement ends where a key repeats)")
+              f"{statements / (M / (a.max_rows or 5000)):.0f} INSERT statements per "
+              f"transaction in topic order ({M / statements:.0f} rows each: a statement ends "
+              "where a key repeats)")
     print("\nreproduce: /usr/bin/python3 bench/postgres.py " + shlex.join(sys.argv[1:]))
     shutil.rmtree(tmp, ignore_errors=True)  # kept when a check failed (the server's files)
 

@@ -119,64 +119,6 @@ static size_t *pt_rows(const pg_job_t *j, size_t lo, size_t hi, size_t *nr)
     return rows;
 }
 
-/* Upsert: reorders rows[0..nr) by how many rows before each have its key
- * (every key's first row, then every second one, ...; topic order within
- * each). A statement then holds up to pt_chunk rows instead of ending at the
- * first key it already has, while one key's rows still apply in topic order
- * (the last overwrite wins; adds commute). Rows of different keys are
- * independent: their order inside the transaction changes nothing. */
-static void pt_layer(const pg_job_t *j, size_t *rows, size_t nr)
-{
-    size_t cap = 16, n_layers = 1;
-    while (cap < 2 * nr) {
-        cap *= 2;
-    }
-    uint64_t *keys = sl_xcalloc(cap, sizeof(uint64_t)); /* 0: an empty slot */
-    uint32_t *count = sl_xcalloc(cap, sizeof(uint32_t));
-    uint32_t *layer = sl_xmalloc(nr * sizeof(uint32_t));
-    for (size_t i = 0; i < nr; i++) {
-        uint64_t k = j->rows[rows[i]].key | 1;
-        size_t slot = (size_t)(k >> 7) & (cap - 1);
-        while (keys[slot] != 0 && keys[slot] != k) {
-            slot = (slot + 1) & (cap - 1);
-        }
-        keys[slot] = k;
-        layer[i] = count[slot]++;
-        n_layers = SL_MAX(n_layers, (size_t)layer[i] + 1);
-    }
-    if (n_layers > 1) { /* a stable counting sort by layer */
-        size_t *at = sl_xcalloc(n_layers + 1, sizeof(size_t));
-        size_t *out = sl_xmalloc(nr * sizeof(size_t));
-        for (size_t i = 0; i < nr; i++) {
-            at[layer[i] + 1]++;
-        }
-        for (size_t l = 1; l <= n_layers; l++) {
-            at[l] += at[l - 1];
-        }
-        for (size_t i = 0; i < nr; i++) {
-            out[at[layer[i]]++] = rows[i];
-        }
-        memcpy(rows, out, nr * sizeof(size_t));
-        free(out);
-        free(at);
-    }
-    free(keys);
-    free(count);
-    free(layer);
-}
-
-/* The rows of [lo, hi) to write, in the order to write them: pt_rows, and
- * for upsert pt_layer. Caller frees. */
-static size_t *pt_rows_ordered(const pg_shared_t *sh, const pg_job_t *j, size_t lo, size_t hi,
-                               size_t *nr)
-{
-    size_t *rows = pt_rows(j, lo, hi, nr);
-    if (sh->mode == PG_UPSERT) {
-        pt_layer(j, rows, *nr);
-    }
-    return rows;
-}
-
 /* Builds the INSERT for rows[at..nr): up to pt_chunk rows, and for upsert
  * ending before a key the statement already has (one statement cannot
  * update a row twice: SQLSTATE 21000). Fills sql and vals; returns the
@@ -261,7 +203,7 @@ static PGresult *pt_write(pg_sink_t *s, pg_job_t *j, size_t lo, size_t hi)
 {
     const pg_shared_t *sh = s->sh;
     size_t nr;
-    size_t *rows = pt_rows_ordered(sh, j, lo, hi, &nr);
+    size_t *rows = pt_rows(j, lo, hi, &nr);
     PGresult *fail = NULL;
     if (nr == 0) {
         free(rows);
@@ -426,7 +368,7 @@ static pt_rc_t pt_txn_pipelined(pg_sink_t *s, pg_job_t *j)
     PGconn *c = s->conn;
     const pg_shared_t *sh = s->sh;
     size_t nr;
-    size_t *rows = pt_rows_ordered(sh, j, 0, j->n, &nr);
+    size_t *rows = pt_rows(j, 0, j->n, &nr);
     if (sh->mode == PG_COPY) {
         PGresult *r = nr > 0 ? pt_copy(s, j, rows, nr, true) : NULL;
         bool began = nr > 0 || pt_exec(c, "BEGIN");

@@ -207,8 +207,8 @@ def sc_budget_auto(c, tmp, broker, db):
 
 def sc_upsert_order(c, tmp, broker, db):
     """The sink writes an upsert transaction's rows of one key in topic order
-    (it groups rows into statements by occurrence of their key), also when it
-    bisects around rejected rows."""
+    (a statement ends where a key repeats), also when it bisects around
+    rejected rows."""
     table, topic = "upsert_order", "upsert-order"
     db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision "
            "CHECK (price < 1000), dept text, seen timestamptz)")
