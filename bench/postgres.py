@@ -290,7 +290,8 @@ def main():
         rows = read_rows(broker.bootstrap, topic)
         if len(rows) != M:
             fail(f"kcat read {len(rows)} of {M} events")
-        statements = upsert_statements(rows, a.max_rows or 5000)
+        upsert_rows = a.max_rows or 5000  # the sink's default for upsert
+        statements = upsert_statements(rows, upsert_rows)
         for t in (RAW_TABLE, "site_copy", "site_insert"):
             db.sql(APPEND_TABLE.format(t=t) + NO_AUTOVACUUM)
         db.sql(SITE_TABLE.format(t="site_stats") + NO_AUTOVACUUM)
@@ -381,7 +382,7 @@ def main():
     if "insert" in res and "upsert" in res:
         print(f"insert / raw COPY {res['insert']['steady'] / raw['steady']:.2f}, "
               f"upsert / raw COPY {res['upsert']['steady'] / raw['steady']:.2f}; upsert: about "
-              f"{statements / (M / (a.max_rows or 5000)):.0f} INSERT statements per "
+              f"{statements / (M / upsert_rows):.0f} INSERT statements per "
               f"transaction in topic order ({M / statements:.0f} rows each: a statement ends "
               "where a key repeats)")
     print("\nreproduce: /usr/bin/python3 bench/postgres.py " + shlex.join(sys.argv[1:]))

@@ -157,52 +157,48 @@ def sc_modes(c, tmp, broker, db):
                 [(k, want[k], got.get(k)) for k in bad[:3]])
 
 
+def run_budget(c, tmp, db, broker, label, n, seed, max_rows, runtime, wait):
+    """Copies n store events with max_rows and a 60 s max_delay under the given
+    runtime settings, to the end; checks the exit and every row. Returns
+    (table, sluice's stderr)."""
+    table, topic = f"store_{label}", f"store-{label.replace('_', '-')}"
+    db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision, dept text, "
+           "seen timestamptz)")
+    events = store_events(n, seed=seed)
+    produce(broker, topic, events)
+    cfg = config(tmp, label.replace("_", "-"), broker.bootstrap, topic, STORE_SCHEMA,
+                 pg_sink(db, table, mode="copy", max_rows=max_rows, max_delay="60s"),
+                 runtime=runtime)
+    with st.Sluice(cfg, tmp, name=f"sluice-{label.replace('_', '-')}", until_end=True) as s:
+        rc = s.wait(wait)
+    c.check(rc == 0, f"{label}: --until-end exits 0", s.stderr()[-2000:])
+    want, got = want_store(events), store_rows(db, table)
+    c.check(got == want, f"{label}: every row once, values intact",
+            [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
+    return table, s.stderr()
+
+
 def sc_budget(c, tmp, broker, db):
     """max_rows above the lane's in-flight budget, and a long max_delay: a job
     goes out as soon as the lane can offer no more records (before, every job
     waited out max_delay: 12 jobs x 60 s here)."""
-    table, topic = "store_budget", "store-budget"
-    db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision, dept text, "
-           "seen timestamptz)")
-    events = store_events(3000, seed=11)
-    produce(broker, topic, events)
-    cfg = config(tmp, "budget", broker.bootstrap, topic, STORE_SCHEMA,
-                 pg_sink(db, table, mode="copy", max_rows=1000, max_delay="60s"),
-                 runtime="{log_level: info, max_in_flight: 250}")
-    with st.Sluice(cfg, tmp, name="sluice-budget", until_end=True) as s:
-        rc = s.wait(45)
-    c.check(rc == 0, "budget: --until-end exits 0", s.stderr()[-2000:])
-    c.check("runtime.max_in_flight is below what the sink needs" in s.stderr()
-            and "need=3000" in s.stderr(),
+    _, err = run_budget(c, tmp, db, broker, "budget", 3000, 11, 1000,
+                        "{log_level: info, max_in_flight: 250}", 45)
+    c.check("runtime.max_in_flight is below what the sink needs" in err and "need=3000" in err,
             "budget: a budget below three transactions is warned about, with the need",
-            s.stderr()[-2000:])
-    want, got = want_store(events), store_rows(db, table)
-    c.check(got == want, "budget: every row once, values intact",
-            [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
+            err[-2000:])
 
 
 def sc_budget_auto(c, tmp, broker, db):
     """The default in-flight budget grows to three transactions of max_rows
     (25,000 > 20,000 here): every transaction is full. With the budget
     stuck at 20,000, the lane flushes each job at 20,000 rows (4 transactions)."""
-    table, topic = "store_budget_auto", "store-budget-auto"
-    db.sql(f"CREATE TABLE {table} (name text PRIMARY KEY, price double precision, dept text, "
-           "seen timestamptz)")
-    events = store_events(75000, seed=12)
-    produce(broker, topic, events)
-    cfg = config(tmp, "budget-auto", broker.bootstrap, topic, STORE_SCHEMA,
-                 pg_sink(db, table, mode="copy", max_rows=25000, max_delay="60s"),
-                 runtime="{log_level: info, lanes: 1}")
-    with st.Sluice(cfg, tmp, name="sluice-budget-auto", until_end=True) as s:
-        rc = s.wait(90)
-    c.check(rc == 0, "budget_auto: --until-end exits 0", s.stderr()[-2000:])
-    c.check("max_in_flight is below" not in s.stderr(), "budget_auto: no budget warning")
+    table, err = run_budget(c, tmp, db, broker, "budget_auto", 75000, 12, 25000,
+                            "{log_level: info, lanes: 1}", 90)
+    c.check("max_in_flight is below" not in err, "budget_auto: no budget warning")
     sizes = sorted(int(n) for (n,) in
                    db.sql(f"SELECT count(*) FROM {table} GROUP BY xmin::text"))
     c.check(sizes == [25000] * 3, "budget_auto: three transactions of max_rows each", sizes)
-    want, got = want_store(events), store_rows(db, table)
-    c.check(got == want, "budget_auto: every row once, values intact",
-            [(k, want[k], got.get(k)) for k in want if got.get(k) != want[k]][:3])
 
 
 def sc_upsert_order(c, tmp, broker, db):
